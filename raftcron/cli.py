@@ -1,0 +1,60 @@
+"""The `raftcron` command: one argparse tree, one module per subcommand.
+
+Each subcommand lives in `raftcron/cmd_<name>.py` and exposes `register(subparsers)`, which adds
+its parser and sets `func` to a callable taking the parsed namespace and returning an exit code.
+Adding a subcommand means adding its module name to `SUBCOMMANDS`; nothing else changes here.
+Exit codes: 0 success, 1 a check failed, 2 bad usage (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+SUBCOMMANDS: tuple[str, ...] = (
+    "raftcron.cmd_sim",
+    "raftcron.cmd_cron",
+    "raftcron.cmd_jepsen",
+)
+
+
+class UsageError(Exception):
+    """Bad arguments that argparse cannot catch; printed as one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftcron",
+        description=(
+            "A distributed cron on a hand-written Raft, with a deterministic fault simulator. "
+            "Start with `raftcron sim` to watch a simulated 5-node cluster survive a leader crash."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as error:
+            if error.name != module_name:
+                raise
+            continue  # a subcommand still being built is simply absent
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as error:
+        print(f"raftcron {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
