@@ -1,0 +1,46 @@
+"""Tunables of one Raft node. Times are milliseconds of the node's own clock (floats allowed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+KNOWN_BUGS: frozenset[str] = frozenset(
+    {
+        "commit-old-term",  # count replicas for entries of earlier terms (the Figure 8 bug)
+        "vote-any-log",  # grant votes without the up-to-date log check (§5.4.1)
+        "no-truncate",  # append without truncating a conflicting suffix (the rafto pitfall)
+        "stale-read",  # serve reads without confirming leadership (§8)
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftConfig:
+    node_id: str
+    peers: frozenset[str]  # bootstrap voters, including node_id; the log's config wins later
+    election_timeout_ms_min: float = 150.0
+    election_timeout_ms_max: float = 300.0
+    heartbeat_interval_ms: float = 50.0
+    pre_vote: bool = True
+    check_quorum: bool = True
+    entries_per_message_max: int = 256
+    bytes_per_message_max: int = 1 << 20
+    inflight_messages_max: int = 64
+    snapshot_chunk_bytes: int = 64 * 1024
+    uncommitted_entries_max: int = 10_000
+    bugs: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.node_id not in self.peers:
+            raise ValueError(f"node {self.node_id!r} must be one of its bootstrap peers {sorted(self.peers)}")
+        if not 0 < self.election_timeout_ms_min <= self.election_timeout_ms_max:
+            raise ValueError("need 0 < election_timeout_ms_min <= election_timeout_ms_max")
+        if not 0 < self.heartbeat_interval_ms < self.election_timeout_ms_min:
+            raise ValueError("the heartbeat interval must be shorter than the election timeout (§5.6)")
+        unknown = self.bugs - KNOWN_BUGS
+        if unknown:
+            raise ValueError(f"unknown bug switches {sorted(unknown)}; known: {sorted(KNOWN_BUGS)}")
+        for name in ("entries_per_message_max", "bytes_per_message_max", "inflight_messages_max",
+                     "snapshot_chunk_bytes", "uncommitted_entries_max"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")

@@ -1,0 +1,179 @@
+"""Log entries, hard state and the messages Raft nodes exchange.
+
+All are frozen, slotted, keyword-only dataclasses (h11 `_events.py` style): cheap to create,
+impossible to mutate after a Ready has handed them out, and validated where the paper gives a
+rule. Node ids are short strings ("n1"). Terms and indexes are ints; index 0 / term 0 is the
+empty log's sentinel.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class EntryKind(enum.IntEnum):
+    """Why an entry is in the log: the application's command, the leader's no-op, or a config."""
+
+    NORMAL = 0
+    NOOP = 1  # "each leader commit a blank no-op entry into the log at the start of its term" (§8)
+    CONFIG = 2  # a membership change (thesis §4.1); data is the encoded Configuration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    term: int
+    index: int
+    kind: EntryKind = EntryKind.NORMAL
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.term < 1 or self.index < 1:
+            raise ValueError(f"entry needs term >= 1 and index >= 1, got {self.term}/{self.index}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardState:
+    """What must survive a crash: "Updated on stable storage before responding to RPCs" (Fig. 2)."""
+
+    term: int = 0
+    vote: str | None = None
+    commit: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Configuration:
+    """Cluster membership: voters decide; learners only receive the log (thesis §4.2.1)."""
+
+    voters: frozenset[str]
+    learners: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.voters & self.learners:
+            raise ValueError(f"a node cannot be voter and learner: {sorted(self.voters & self.learners)}")
+
+    @property
+    def members(self) -> frozenset[str]:
+        return self.voters | self.learners
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SnapshotMeta:
+    index: int
+    term: int
+    config: Configuration
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    meta: SnapshotMeta
+    data: bytes
+
+
+# ---- messages -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote:
+    """"Invoked by candidates to gather votes" (Fig. 2). `pre_vote` asks without raising terms
+    (thesis §9.6); `transfer` marks a vote caused by TimeoutNow, which may disturb a live leader."""
+
+    src: str
+    dst: str
+    term: int
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVoteResponse:
+    src: str
+    dst: str
+    term: int
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries:
+    """"Invoked by leader to replicate log entries; also used as heartbeat" (Fig. 2).
+    `read_context` > 0 piggybacks a ReadIndex confirmation round (thesis §6.4)."""
+
+    src: str
+    dst: str
+    term: int
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    commit: int
+    read_context: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntriesResponse:
+    """On rejection, `conflict_index`/`conflict_term` let the leader skip a whole term at once
+    (the "accelerated log backtracking" of §5.3)."""
+
+    src: str
+    dst: str
+    term: int
+    success: bool
+    match_index: int = 0
+    reject_index: int = 0  # the prev_log_index that was rejected, to discard stale rejections
+    conflict_index: int = 0
+    conflict_term: int = 0
+    read_context: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot:
+    """One chunk of a snapshot (Fig. 13); `done` marks the last chunk."""
+
+    src: str
+    dst: str
+    term: int
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshotResponse:
+    src: str
+    dst: str
+    term: int
+    index: int  # the snapshot index this answers
+    next_offset: int  # where the follower wants the next chunk; -1 after `done` was applied
+    success: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow:
+    """Leadership transfer: "causes the target server to start an election" (thesis §3.10)."""
+
+    src: str
+    dst: str
+    term: int
+
+
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | InstallSnapshot
+    | InstallSnapshotResponse
+    | TimeoutNow
+)
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    TimeoutNow,
+)
