@@ -667,7 +667,11 @@ class RaftNode:
         if self.role is not Role.LEADER or m.src not in self._progress:
             return
         progress = self._progress[m.src]
-        progress.acked = progress.recent_active = True
+        progress.recent_active = True
+        # A heartbeat reply that only repeats the old match point does not show that appends
+        # get through; counting it as an ack would hide a lost AppendEntries forever (§5.3).
+        if not m.success or m.match_index > progress.match or m.match_index >= self._log.last_index:
+            progress.acked = True
         if m.read_context:
             self._ack_read(m.src, m.read_context)
         if m.success:
