@@ -49,6 +49,7 @@ LEGAL_TRANSITIONS: frozenset[tuple[Role, Role]] = frozenset(
         (Role.PRE_CANDIDATE, Role.PRE_CANDIDATE),
         (Role.PRE_CANDIDATE, Role.CANDIDATE),
         (Role.CANDIDATE, Role.FOLLOWER),
+        (Role.CANDIDATE, Role.PRE_CANDIDATE),  # its election timed out: ask again before a new term
         (Role.CANDIDATE, Role.CANDIDATE),
         (Role.CANDIDATE, Role.LEADER),
         (Role.LEADER, Role.FOLLOWER),
