@@ -424,9 +424,13 @@ class RaftNode:
         return self.id in self.config.voters
 
     def _in_lease(self) -> bool:
-        """Heard from a leader within the minimum election timeout (thesis §4.2.3)."""
+        """Heard from a leader within the minimum election timeout (thesis §4.2.3). A leader is
+        its own lease: check-quorum makes it step down once it loses its majority, and until
+        then "it will not be deposed by larger term numbers" (etcd does the same)."""
         if not self.cfg.check_quorum or self.leader is None:
             return False
+        if self.role is Role.LEADER:
+            return True
         return self._now - self._leader_contact < self.cfg.election_timeout_ms_min
 
     # ---- elections ---------------------------------------------------------------------------------
