@@ -405,7 +405,8 @@ class RaftNode:
         self._set_role(Role.LEADER)
         self.leader = self.id
         last = self._log.last_index
-        self._progress = {peer: Progress(last + 1) for peer in self.config.members if peer != self.id}
+        # sorted: a frozenset's order follows PYTHONHASHSEED, and this order is the order of messages
+        self._progress = {peer: Progress(last + 1) for peer in sorted(self.config.members) if peer != self.id}
         self._election_deadline = math.inf
         self._heartbeat_deadline = self._now  # heartbeat at once: "sends empty AppendEntries" (§5.2)
         self._quorum_deadline = self._now + self.cfg.election_timeout_ms_max
@@ -789,7 +790,7 @@ class RaftNode:
     def _on_config_appended(self, index: int, config: Configuration) -> None:
         self._configs.append((index, config))
         self._emit("config", index=index, voters=sorted(config.voters), learners=sorted(config.learners))
-        for peer in config.members:
+        for peer in sorted(config.members):
             if peer != self.id and peer not in self._progress:
                 self._progress[peer] = Progress(self._log.last_index + 1)
         for peer in list(self._progress):
