@@ -38,3 +38,8 @@ class Unavailable(RaftError):
 
 class ProtocolError(RaftError):
     """A message or frame is malformed, unknown, or from a stranger; it changed no state."""
+
+
+class StorageError(RaftError):
+    """Durable storage cannot be trusted or used: another cluster's directory, an unsupported
+    format, a checksum mismatch, a full map. The message names the path and the problem."""
