@@ -688,6 +688,8 @@ class RaftNode:
     def _on_append_success(self, peer: str, progress: Progress, match_index: int) -> None:
         if progress.ack(match_index):
             self._maybe_commit()
+            if self.role is not Role.LEADER:
+                return  # it committed its own removal and stepped down (thesis §4.2.2)
         if progress.state is ReplicationState.PROBE:
             progress.become_replicate()
         if self._transfer_target == peer and progress.match == self._log.last_index:
