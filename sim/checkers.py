@@ -1,0 +1,122 @@
+"""Raft safety, checked after every simulated step (DESIGN.md guarantee 1, Raft paper Fig. 3).
+
+`SafetyObserver` observes, never steers (TigerBeetle's state checker): the simulator calls
+`on_ready` after each node processed a Ready, and the observer looks at what the node persisted,
+applied and became. Each property is checked incrementally, in O(1) per entry:
+
+- Election Safety: at most one leader per term.
+- Leader Append-Only: a leader never overwrites or deletes entries it persisted in its term.
+- Log Matching: if two logs hold an entry with the same index and term, the logs are identical
+  up to it. Checked as: every (index, term) ever persisted names one entry (kind and data) and
+  one predecessor term; by induction that fixes the whole prefix.
+- Leader Completeness: a new leader's log holds every entry committed so far.
+- State Machine Safety: no two nodes apply different entries at one index.
+- Commit monotonic: a node's commit index never goes backwards within one lifetime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft.messages import Entry, EntryKind
+from raft.node import RaftNode
+from raft.progress import Role
+from raft.ready import Ready
+
+
+@dataclass(slots=True)
+class Violation:
+    kind: str
+    detail: str
+    node: str
+    step: int
+    true_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "detail": self.detail, "node": self.node, "step": self.step,
+                "true_ms": round(self.true_ms, 3)}
+
+
+@dataclass(slots=True)
+class SafetyObserver:
+    violations: list[Violation] = field(default_factory=list)
+    leaders_by_term: dict[int, str] = field(default_factory=dict)
+    entry_ids: dict[tuple[int, int], tuple[EntryKind, bytes, int | None]] = field(default_factory=dict)
+    committed: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # index -> (term, data)
+    max_committed: int = 0
+    leader_persisted: dict[tuple[str, int], int] = field(default_factory=dict)
+    commit_seen: dict[tuple[str, int], int] = field(default_factory=dict)
+    max_violations: int = 100
+
+    def on_ready(self, node_id: str, lifetime: int, node: RaftNode, ready: Ready, step: int, true_ms: float) -> None:
+        ctx = (node_id, step, true_ms)
+        if ready.snapshot is not None:
+            self._on_snapshot(node, ready)
+        if ready.entries:
+            self._check_entries(node, ready.entries, ctx)
+        for entry in ready.committed_entries:
+            self._check_apply(entry, ctx)
+        for event in ready.events:
+            if event.kind == "role" and event.fields["role"] == "leader":
+                self._check_new_leader(node, event.fields["term"], ctx)
+        self._check_commit_monotonic(node_id, lifetime, node.commit_index, ctx)
+
+    def _flag(self, kind: str, detail: str, ctx: tuple[str, int, float]) -> None:
+        if len(self.violations) < self.max_violations:
+            self.violations.append(Violation(kind, detail, ctx[0], ctx[1], ctx[2]))
+
+    def _check_new_leader(self, node: RaftNode, term: int, ctx: tuple[str, int, float]) -> None:
+        holder = self.leaders_by_term.get(term)
+        if holder is not None and holder != ctx[0]:
+            self._flag("election_safety", f"two leaders in term {term}: {holder} and {ctx[0]}", ctx)
+        self.leaders_by_term[term] = ctx[0]
+        start = max(node.snapshot_index + 1, 1)
+        for index in range(start, self.max_committed + 1):
+            committed_term = self.committed[index][0] if index in self.committed else None
+            if committed_term is not None and node.log_term(index) != committed_term:
+                self._flag("leader_completeness",
+                           f"leader of term {term} lacks committed entry {index} (term {committed_term}), "
+                           f"has term {node.log_term(index)}", ctx)
+                return
+
+    def _check_entries(self, node: RaftNode, entries: list[Entry], ctx: tuple[str, int, float]) -> None:
+        if node.role is Role.LEADER:
+            key = (ctx[0], node.term)
+            persisted = self.leader_persisted.get(key, 0)
+            if entries[0].index <= persisted:
+                self._flag("leader_append_only",
+                           f"leader rewrote index {entries[0].index} (had persisted up to {persisted})", ctx)
+            self.leader_persisted[key] = entries[-1].index
+        for entry in entries:
+            prev_term = node.log_term(entry.index - 1) if entry.index > 1 else 0
+            identity = (entry.kind, entry.data, prev_term)
+            known = self.entry_ids.setdefault((entry.index, entry.term), identity)
+            if known is identity:
+                continue
+            if known[0] != entry.kind or known[1] != entry.data:
+                self._flag("log_matching", f"two different entries at index {entry.index} term {entry.term}", ctx)
+            elif known[2] is not None and prev_term is not None and known[2] != prev_term:
+                self._flag("log_matching",
+                           f"entry {entry.index}/{entry.term} follows term {prev_term} here, {known[2]} elsewhere", ctx)
+
+    def _check_apply(self, entry: Entry, ctx: tuple[str, int, float]) -> None:
+        seen = self.committed.get(entry.index)
+        if seen is None:
+            self.committed[entry.index] = (entry.term, entry.data)
+            self.max_committed = max(self.max_committed, entry.index)
+        elif seen != (entry.term, entry.data):
+            self._flag("state_machine_safety",
+                       f"index {entry.index} applied as term {entry.term} here, term {seen[0]} elsewhere", ctx)
+
+    def _on_snapshot(self, node: RaftNode, ready: Ready) -> None:
+        assert ready.snapshot is not None
+        meta = ready.snapshot.meta
+        self.max_committed = max(self.max_committed, meta.index)
+
+    def _check_commit_monotonic(self, node_id: str, lifetime: int, commit: int, ctx: tuple[str, int, float]) -> None:
+        key = (node_id, lifetime)
+        before = self.commit_seen.get(key, 0)
+        if commit < before:
+            self._flag("commit_monotonic", f"commit index went back from {before} to {commit}", ctx)
+        self.commit_seen[key] = commit

@@ -1,0 +1,347 @@
+"""`SimCluster`: many RaftNodes on one virtual timeline, with the faults of a real network.
+
+One event heap keyed by (true time, sequence number): the sequence number breaks ties in
+insertion order, so the run is a pure function of the seed. Each node has its own clock
+(offset, drift, jumps); its Raft timers fire when *its* clock reaches the deadline. A crash
+discards the node's volatile state and keeps its storage (which holds exactly what `save`
+returned from); a pause freezes timers and queues arriving messages until resume.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from raft.config import RaftConfig
+from raft.driver import handle_ready
+from raft.messages import Entry, EntryKind, Message, Snapshot
+from raft.node import RaftNode
+from raft.progress import Role
+from raft.ready import Ready
+from raft.storage import MemoryStorage, Storage
+from sim.checkers import SafetyObserver
+from sim.clock import NodeClock
+from sim.network import Network, NetworkOptions
+from sim.statemachine import KVStateMachine, StateMachine
+from sim.trace import TraceWriter
+
+DELIVER, TIMER, CALL = 0, 1, 2
+
+
+@dataclass(slots=True)
+class RaftTimings:
+    election_timeout_ms_min: float = 150.0
+    election_timeout_ms_max: float = 300.0
+    heartbeat_interval_ms: float = 50.0
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+
+@dataclass(slots=True)
+class SimNode:
+    id: str
+    clock: NodeClock
+    storage: Storage
+    rng: random.Random
+    raft: RaftNode | None = None
+    sm: Any = None
+    alive: bool = False
+    paused: bool = False
+    lifetime: int = 0
+    timer_gen: int = 0
+    timer_at: float = math.inf
+    inbox: list[Message] = field(default_factory=list)
+
+
+class SimCluster:
+    def __init__(
+        self,
+        node_ids: list[str],
+        *,
+        seed: int,
+        timings: RaftTimings | None = None,
+        network: NetworkOptions | None = None,
+        make_state_machine: Callable[[], StateMachine] = KVStateMachine,
+        make_storage: Callable[[str], Storage] | None = None,
+        snapshot_entries: int = 0,
+        bugs: frozenset[str] = frozenset(),
+        trace: TraceWriter | None = None,
+    ) -> None:
+        self.seed = seed
+        root = random.Random(seed)
+        self.net_rng = random.Random(root.getrandbits(64))
+        self.fault_rng = random.Random(root.getrandbits(64))
+        self.workload_rng = random.Random(root.getrandbits(64))
+        node_seed = root.getrandbits(64)
+        self.timings = timings or RaftTimings()
+        self.network = Network(network or NetworkOptions(), self.net_rng)
+        self.make_state_machine = make_state_machine
+        self.snapshot_entries = snapshot_entries
+        self.raft_bugs = frozenset(b for b in bugs if b in ("commit-old-term", "vote-any-log", "no-truncate", "stale-read"))
+        self.bugs = bugs
+        self.trace = trace or TraceWriter()
+        self.observer = SafetyObserver()
+        self.now = 0.0
+        self.steps = 0
+        self._heap: list[tuple[float, int, int, Any, Any]] = []
+        self._seq = 0
+        self.ids = list(node_ids)
+        self.peers = frozenset(node_ids)
+        make_storage = make_storage or (lambda _id: MemoryStorage())
+        self.nodes: dict[str, SimNode] = {}
+        for index, node_id in enumerate(node_ids):
+            rng = random.Random(node_seed + index)
+            self.nodes[node_id] = SimNode(node_id, NodeClock(), make_storage(node_id), rng)
+        self.on_apply: Callable[[str, int, Entry, Any], None] | None = None
+        self.on_read: Callable[[str, int, int], None] | None = None
+        self.on_role: Callable[[str, str, int], None] | None = None
+        self.on_deliver: Callable[[Message], None] | None = None
+        self.snapshots_taken = 0
+        self.snapshots_installed = 0
+        self.max_log_entries = 0
+        for node_id in node_ids:
+            self.start(node_id)
+
+    # ---- scheduling ---------------------------------------------------------------------------
+    def schedule(self, at_ms: float, kind: int, a: Any, b: Any = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (at_ms, self._seq, kind, a, b))
+
+    def call_at(self, at_ms: float, action: Callable[[], None]) -> None:
+        """Run `action` at true time `at_ms` (faults, clients, measurements)."""
+        self.schedule(max(at_ms, self.now), CALL, action)
+
+    def run_until(self, until_ms: float, *, on_step: Callable[[], None] | None = None) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= until_ms:
+            at, _seq, kind, a, b = heapq.heappop(heap)
+            self.now = at
+            self.steps += 1
+            if kind == DELIVER:
+                self._deliver(a)
+            elif kind == TIMER:
+                self._timer(a, b)
+            else:
+                a()
+            if on_step is not None:
+                on_step()
+        self.now = max(self.now, until_ms)
+
+    # ---- node lifecycle ---------------------------------------------------------------------------
+    def start(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        assert not node.alive
+        if "forget-vote" in self.bugs and node.lifetime > 0:
+            _forget_vote(node.storage)
+        node.lifetime += 1
+        node.alive, node.paused = True, False
+        node.inbox.clear()
+        cfg = RaftConfig(
+            node_id=node_id, peers=self.peers,
+            election_timeout_ms_min=self.timings.election_timeout_ms_min,
+            election_timeout_ms_max=self.timings.election_timeout_ms_max,
+            heartbeat_interval_ms=self.timings.heartbeat_interval_ms,
+            pre_vote=self.timings.pre_vote, check_quorum=self.timings.check_quorum,
+            bugs=self.raft_bugs,
+        )
+        node.sm = self.make_state_machine()
+        snapshot = node.storage.snapshot()
+        if snapshot is not None:
+            node.sm.restore(snapshot.data)
+        node.raft = RaftNode(cfg, node.storage, node.rng, node.clock.local(self.now))
+        self._emit_fault(node_id, "start", lifetime=node.lifetime)
+        self._process(node)
+
+    def crash(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if not node.alive:
+            return
+        node.alive, node.paused, node.raft, node.sm = False, False, None, None
+        node.inbox.clear()
+        node.timer_gen += 1
+        node.timer_at = math.inf
+        self._emit_fault(node_id, "crash")
+
+    def pause(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if node.alive and not node.paused:
+            node.paused = True
+            self._emit_fault(node_id, "pause")
+
+    def resume(self, node_id: str) -> None:
+        node = self.nodes[node_id]
+        if not (node.alive and node.paused):
+            return
+        node.paused = False
+        self._emit_fault(node_id, "resume")
+        raft = node.raft
+        assert raft is not None
+        local = node.clock.local(self.now)
+        raft.tick(local)
+        inbox, node.inbox = node.inbox, []
+        for message in inbox:
+            raft.step(message, local)
+        self._process(node)
+
+    def jump_clock(self, node_id: str, delta_ms: float) -> None:
+        node = self.nodes[node_id]
+        node.clock.jump(self.now, delta_ms)
+        self._emit_fault(node_id, "clock_jump", delta_ms=round(delta_ms, 3))
+        if node.alive:
+            node.timer_at = math.nan  # force a reschedule against the new clock
+            self._reschedule(node)
+
+    def set_clock_rate(self, node_id: str, rate: float) -> None:
+        node = self.nodes[node_id]
+        node.clock.set_rate(self.now, rate)
+        if node.alive:
+            node.timer_at = math.nan
+            self._reschedule(node)
+
+    def _emit_fault(self, node_id: str, kind: str, **fields: Any) -> None:
+        node = self.nodes[node_id]
+        self.trace.write(self.now, node_id, node.clock.local(self.now), kind, fields)
+
+    # ---- events -----------------------------------------------------------------------------------
+    def _deliver(self, message: Message) -> None:
+        node = self.nodes[message.dst]
+        if not node.alive:
+            return
+        if node.paused:
+            node.inbox.append(message)
+            return
+        if self.on_deliver is not None:
+            self.on_deliver(message)
+        raft = node.raft
+        assert raft is not None
+        local = node.clock.local(self.now)
+        raft.tick(local)
+        raft.step(message, local)
+        self._process(node)
+
+    def _timer(self, node_id: str, generation: int) -> None:
+        node = self.nodes[node_id]
+        if generation != node.timer_gen or not node.alive:
+            return
+        node.timer_at = math.inf
+        if node.paused:
+            return  # resume() ticks and reschedules
+        raft = node.raft
+        assert raft is not None
+        local = node.clock.local(self.now)
+        deadline = raft.next_deadline()
+        if local < deadline < local + 1e-6:
+            local = deadline  # true_at() and local() round differently; the timer is due
+        raft.tick(local)
+        self._process(node)
+
+    def _process(self, node: SimNode) -> None:
+        """Run the Ready contract for one node, let the observer look, and re-arm its timer."""
+        raft = node.raft
+        assert raft is not None
+        ready = handle_ready(raft, node.storage, self._send, lambda e: self._apply(node, e),
+                             lambda s: self._restore(node, s))
+        self.observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
+        if ready.events:
+            self._trace_events(node, ready)
+        for read in ready.read_states:
+            if self.on_read is not None:
+                self.on_read(node.id, read.context, read.index)
+        if self.snapshot_entries and raft.applied_index - raft.snapshot_index >= self.snapshot_entries:
+            self._take_snapshot(node)
+        if raft.has_ready():
+            self._process(node)
+            return
+        self._reschedule(node)
+
+    def _reschedule(self, node: SimNode) -> None:
+        raft = node.raft
+        assert raft is not None
+        at = node.clock.true_at(raft.next_deadline())
+        if at == node.timer_at:
+            return
+        node.timer_gen += 1
+        node.timer_at = at
+        if at != math.inf:
+            self.schedule(max(at, self.now), TIMER, node.id, node.timer_gen)
+
+    def _send(self, message: Message) -> None:
+        for delay in self.network.deliveries(message.src, message.dst):
+            self.schedule(self.now + delay, DELIVER, message)
+
+    def _apply(self, node: SimNode, entry: Entry) -> None:
+        if entry.kind is EntryKind.NORMAL:
+            result = node.sm.apply(entry.index, entry.data)
+        else:
+            node.sm.skip(entry.index)
+            result = None
+        if self.on_apply is not None:
+            self.on_apply(node.id, node.lifetime, entry, result)
+
+    def _restore(self, node: SimNode, snapshot: Snapshot) -> None:
+        node.sm.restore(snapshot.data)
+        self.snapshots_installed += 1
+
+    def _take_snapshot(self, node: SimNode) -> None:
+        raft = node.raft
+        assert raft is not None
+        index = raft.applied_index
+        snapshot = raft.compact(index, node.sm.snapshot())
+        node.storage.compact(snapshot)
+        self.snapshots_taken += 1
+
+    def _trace_events(self, node: SimNode, ready: Ready) -> None:
+        local = node.clock.local(self.now)
+        raft = node.raft
+        assert raft is not None
+        length = raft.last_index - raft.snapshot_index
+        if length > self.max_log_entries:
+            self.max_log_entries = length
+        for event in ready.events:
+            self.trace.write(self.now, node.id, local, event.kind, event.fields)
+            if event.kind == "role" and self.on_role is not None:
+                self.on_role(node.id, event.fields["role"], event.fields["term"])
+
+    # ---- inspection ---------------------------------------------------------------------------
+    def leader(self) -> str | None:
+        """The live, unpaused leader with the highest term, if any."""
+        best: tuple[int, str] | None = None
+        for node in self.nodes.values():
+            if node.alive and not node.paused and node.raft is not None and node.raft.role is Role.LEADER:
+                if best is None or node.raft.term > best[0]:
+                    best = (node.raft.term, node.id)
+        return best[1] if best else None
+
+    def live(self) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.alive and not n.paused]
+
+    def propose(self, node_id: str, data: bytes) -> tuple[int, int]:
+        """Propose on a node (raises NotLeader / ProposalDropped like the real thing)."""
+        node = self.nodes[node_id]
+        assert node.alive and node.raft is not None and not node.paused
+        node.raft.tick(node.clock.local(self.now))
+        result = node.raft.propose(data)
+        self._process(node)
+        return result
+
+    def with_node(self, node_id: str, action: Callable[[RaftNode], Any]) -> Any:
+        """Run `action` on a live node's Raft and then process its Ready (reads, transfers)."""
+        node = self.nodes[node_id]
+        assert node.alive and node.raft is not None and not node.paused
+        node.raft.tick(node.clock.local(self.now))
+        try:
+            return action(node.raft)
+        finally:
+            self._process(node)
+
+
+def _forget_vote(storage: Storage) -> None:
+    """The `forget-vote` bug: a restart loses the vote (as PySyncObj does, see raft-anchors §1)."""
+    from raft.messages import HardState
+
+    hard = storage.initial_state()
+    storage.save(HardState(term=hard.term, vote=None, commit=hard.commit), [], None)

@@ -1,0 +1,148 @@
+"""Fault schedules: what goes wrong, when. Generated from a seed, or loaded from JSON to replay.
+
+A schedule is a list of actions at true times (ms). Targets may be symbolic (`"leader"`, `"random"`)
+and are resolved when the action runs; the run is deterministic, so replaying the same schedule
+with the same seed resolves them the same way, and the trace records the concrete node.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_KINDS = ("crash", "partition", "pause", "skew", "loss", "dup")
+
+ACTION_KINDS = frozenset(
+    {"crash", "restart", "pause", "resume", "partition", "one_way", "heal", "clock_jump",
+     "clock_rate", "net", "transfer"}
+)
+
+
+@dataclass(slots=True)
+class FaultAction:
+    at_ms: float
+    kind: str
+    node: str | None = None
+    sides: list[list[str]] | None = None
+    value: float | None = None
+    loss: float | None = None
+    dup: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"at_ms": round(self.at_ms, 3), "kind": self.kind}
+        for name in ("node", "sides", "value", "loss", "dup"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> FaultAction:
+        if not isinstance(obj, dict) or obj.get("kind") not in ACTION_KINDS:
+            raise ValueError(f"not a fault action (kind must be one of {sorted(ACTION_KINDS)}): {obj!r}")
+        unknown = set(obj) - {"at_ms", "kind", "node", "sides", "value", "loss", "dup"}
+        if unknown:
+            raise ValueError(f"unknown fields {sorted(unknown)} in fault action {obj!r}")
+        return FaultAction(at_ms=float(obj["at_ms"]), kind=obj["kind"], node=obj.get("node"),
+                           sides=obj.get("sides"), value=obj.get("value"), loss=obj.get("loss"),
+                           dup=obj.get("dup"))
+
+
+@dataclass(slots=True)
+class FaultSchedule:
+    actions: list[FaultAction] = field(default_factory=list)
+    clock_offsets_ms: dict[str, float] = field(default_factory=dict)
+    clock_rates: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "actions": [a.to_json() for a in self.actions],
+            "clock_offsets_ms": self.clock_offsets_ms,
+            "clock_rates": self.clock_rates,
+        }
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> FaultSchedule:
+        actions = [FaultAction.from_json(a) for a in obj.get("actions", [])]
+        actions.sort(key=lambda a: a.at_ms)
+        return FaultSchedule(actions, dict(obj.get("clock_offsets_ms", {})), dict(obj.get("clock_rates", {})))
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=1)
+
+
+def leader_crash_schedule(seconds: float) -> FaultSchedule:
+    """The default story: crash whoever leads a third of the way in, restart it later."""
+    crash_at = seconds * 1000.0 / 3.0
+    return FaultSchedule([
+        FaultAction(at_ms=crash_at, kind="crash", node="leader"),
+        FaultAction(at_ms=min(crash_at + 15_000.0, seconds * 1000.0 * 0.8), kind="restart", node="crashed"),
+    ])
+
+
+def random_schedule(
+    rng: random.Random,
+    node_ids: list[str],
+    seconds: float,
+    kinds: set[str],
+    *,
+    mean_gap_ms: float = 4000.0,
+    keep_quorum: bool = True,
+    drift_ppm_max: float = 200.0,
+    skew_ms_max: float = 500.0,
+) -> FaultSchedule:
+    """Swarm-style: each run draws which faults to use and how often (VOPR, FDB swarm testing).
+    Faults come in pairs (crash/restart, partition/heal, pause/resume) and, with
+    `keep_quorum`, never take more than a minority down at once, so liveness can be judged."""
+    unknown = kinds - set(FAULT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+    schedule = FaultSchedule()
+    end = seconds * 1000.0
+    if "skew" in kinds:
+        for node in node_ids:
+            schedule.clock_offsets_ms[node] = rng.uniform(-skew_ms_max, skew_ms_max)
+            schedule.clock_rates[node] = 1.0 + rng.uniform(-drift_ppm_max, drift_ppm_max) * 1e-6
+    choices = [k for k in FAULT_KINDS if k in kinds]
+    if not choices:
+        return schedule
+    minority = (len(node_ids) - 1) // 2
+    t = 1000.0 + rng.expovariate(1.0 / mean_gap_ms)
+    while t < end * 0.85:
+        kind = rng.choice(choices)
+        duration = rng.uniform(300.0, 6000.0)
+        _add_fault(schedule, rng, kind, node_ids, t, min(t + duration, end * 0.9), minority, keep_quorum)
+        t += duration + rng.expovariate(1.0 / mean_gap_ms)
+    schedule.actions.sort(key=lambda a: a.at_ms)
+    return schedule
+
+
+def _add_fault(schedule: FaultSchedule, rng: random.Random, kind: str, node_ids: list[str], start: float,
+               stop: float, minority: int, keep_quorum: bool) -> None:
+    add = schedule.actions.append
+    count = rng.randint(1, max(1, minority)) if keep_quorum else rng.randint(1, len(node_ids))
+    victims = rng.sample(node_ids, count)
+    if kind == "crash":
+        for node in victims:
+            target = "leader" if rng.random() < 0.5 and node == victims[0] else node
+            add(FaultAction(at_ms=start, kind="crash", node=target))
+            add(FaultAction(at_ms=stop, kind="restart", node="crashed" if target == "leader" else node))
+    elif kind == "pause":
+        for node in victims:
+            add(FaultAction(at_ms=start, kind="pause", node=node))
+            add(FaultAction(at_ms=stop, kind="resume", node=node))
+    elif kind == "partition":
+        rest = [n for n in node_ids if n not in victims]
+        mode = rng.choice(["partition", "partition", "one_way"])
+        add(FaultAction(at_ms=start, kind=mode, sides=[sorted(victims), sorted(rest)]))
+        add(FaultAction(at_ms=stop, kind="heal"))
+    elif kind == "skew":
+        add(FaultAction(at_ms=start, kind="clock_jump", node=victims[0], value=rng.uniform(-2000.0, 2000.0)))
+    elif kind == "loss":
+        add(FaultAction(at_ms=start, kind="net", loss=rng.uniform(0.01, 0.3)))
+        add(FaultAction(at_ms=stop, kind="net", loss=0.0))
+    elif kind == "dup":
+        add(FaultAction(at_ms=start, kind="net", dup=rng.uniform(0.01, 0.3)))
+        add(FaultAction(at_ms=stop, kind="net", dup=0.0))
