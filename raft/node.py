@@ -422,7 +422,11 @@ class RaftNode:
         self._election_deadline = self._now + timeout
 
     def _promotable(self) -> bool:
-        return self.id in self.config.voters
+        """A voter of its latest configuration, or of the committed one: a server whose removal
+        is not yet committed may have to lead again to commit it (thesis §4.2.2)."""
+        if self.id in self.config.voters:
+            return True
+        return self.id in self.config_at(self._log.committed).voters
 
     def _in_lease(self) -> bool:
         """Heard from a leader within the minimum election timeout (thesis §4.2.3). A leader is
