@@ -67,6 +67,7 @@ class SimCluster:
         network: NetworkOptions | None = None,
         make_state_machine: Callable[[], StateMachine] = KVStateMachine,
         make_storage: Callable[[str], Storage] | None = None,
+        reopen_storage: Callable[[str, Storage], Storage] | None = None,
         snapshot_entries: int = 0,
         bugs: frozenset[str] = frozenset(),
         trace: TraceWriter | None = None,
@@ -92,6 +93,7 @@ class SimCluster:
         self.ids = list(node_ids)
         self.peers = frozenset(node_ids)
         make_storage = make_storage or (lambda _id: MemoryStorage())
+        self.reopen_storage = reopen_storage
         self.nodes: dict[str, SimNode] = {}
         for index, node_id in enumerate(node_ids):
             rng = random.Random(node_seed + index)
@@ -135,6 +137,8 @@ class SimCluster:
     def start(self, node_id: str) -> None:
         node = self.nodes[node_id]
         assert not node.alive
+        if self.reopen_storage is not None and node.lifetime > 0:
+            node.storage = self.reopen_storage(node_id, node.storage)  # recover from disk, as a restart does
         if "forget-vote" in self.bugs and node.lifetime > 0:
             _forget_vote(node.storage)
         node.lifetime += 1

@@ -6,7 +6,10 @@ their own sub-seed), so a seed names a run. The summary's `trace_sha256` fingerp
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +20,7 @@ import msgpack
 from raft.errors import NotLeader, ProposalDropped
 from raft.messages import AppendEntries, Message
 from raft.progress import quorum_size
+from raft.storage import Storage
 from sim.cluster import RaftTimings, SimCluster
 from sim.faults import FaultAction, FaultSchedule, leader_crash_schedule, random_schedule
 from sim.network import NetworkOptions
@@ -35,6 +39,7 @@ class SimOptions:
     proposals_per_second: float = 10.0
     snapshot_entries: int = 1000
     bugs: frozenset[str] = frozenset()
+    storage: str = "memory"  # or "lmdb": the real storage code path under simulated crashes
     trace_sink: IO[str] | None = None
     keep_trace: bool = False
 
@@ -43,6 +48,8 @@ class SimOptions:
             raise ValueError(f"--nodes must be between 1 and 15, got {self.nodes}")
         if not 0 < self.seconds <= 86_400:
             raise ValueError(f"--seconds must be in (0, 86400], got {self.seconds}")
+        if self.storage not in ("memory", "lmdb"):
+            raise ValueError(f"--storage must be memory or lmdb, got {self.storage!r}")
         if self.proposals_per_second < 0:
             raise ValueError("--rate must be >= 0")
         self.network.validate()
@@ -99,8 +106,13 @@ class Runner:
         self.options = options
         ids = [f"n{i}" for i in range(1, options.nodes + 1)]
         self.trace = TraceWriter(options.trace_sink, keep=options.keep_trace)
+        self._tmpdir: str | None = None
+        storage_kwargs: dict[str, Any] = {}
+        if options.storage == "lmdb":
+            storage_kwargs = self._lmdb_storage()
         self.cluster = SimCluster(ids, seed=options.seed, timings=options.timings, network=options.network,
-                                  snapshot_entries=options.snapshot_entries, bugs=options.bugs, trace=self.trace)
+                                  snapshot_entries=options.snapshot_entries, bugs=options.bugs, trace=self.trace,
+                                  **storage_kwargs)
         self.meter = FailoverMeter(self.cluster)
         self.cluster.on_role = self.meter.on_role
         self.cluster.on_deliver = self.meter.on_deliver
@@ -111,6 +123,35 @@ class Runner:
         self._install_schedule()
         if options.proposals_per_second > 0:
             self.cluster.call_at(500.0, self._propose_tick)
+
+    def _lmdb_storage(self) -> dict[str, Any]:
+        """LMDB in a temporary directory; a restart closes and reopens it, so recovery from disk
+        runs for real. Unsynced (the simulated crash is a process crash: the OS keeps the pages)."""
+        from raft.lmdb_storage import LmdbStorage
+
+        self._tmpdir = tempfile.mkdtemp(prefix="raftcron-sim-")
+        root = self._tmpdir
+        cluster_id = f"sim-{self.options.seed}"
+
+        def make(node_id: str) -> Storage:
+            return LmdbStorage.open(os.path.join(root, node_id), cluster_id=cluster_id, node_id=node_id,
+                                    map_size=1 << 30, sync=False)
+
+        def reopen(node_id: str, old: Storage) -> Storage:
+            assert isinstance(old, LmdbStorage)
+            old.close()
+            return make(node_id)
+
+        return {"make_storage": make, "reopen_storage": reopen}
+
+    def close(self) -> None:
+        if self._tmpdir is not None:
+            for node in self.cluster.nodes.values():
+                close = getattr(node.storage, "close", None)
+                if close is not None:
+                    close()
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
 
     def _make_schedule(self, ids: list[str]) -> FaultSchedule:
         opts = self.options
@@ -265,7 +306,11 @@ class Runner:
 
 
 def run_simulation(options: SimOptions, progress: Callable[[float], None] | None = None) -> dict[str, Any]:
-    return Runner(options).run(progress)
+    runner = Runner(options)
+    try:
+        return runner.run(progress)
+    finally:
+        runner.close()
 
 
 def derive_seeds(seed: int, count: int) -> list[int]:

@@ -1,0 +1,248 @@
+"""`raftcron sim`: run a simulated cluster on virtual time, with faults, and check it.
+
+Exit codes (VOPR's): 0 all safe, 129 a correctness (safety) violation, 128 a liveness failure,
+127 the simulator itself crashed, 2 bad usage. A failing seed prints the command replaying it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from typing import IO, Any
+
+from raftcron.cli import UsageError
+
+EXIT_CRASH, EXIT_LIVENESS, EXIT_CORRECTNESS = 127, 128, 129
+
+HELP = """\
+Run a Raft cluster in one process on virtual time, inject faults, and check Raft's safety
+properties after every step. With no options: 5 nodes, 60 simulated seconds, the leader crashes
+a third of the way in and restarts later; prints a summary. The same seed gives the same run,
+byte for byte (compare `trace_sha256`).
+
+examples:
+  raftcron sim                                   # the default story
+  raftcron sim --faults crash,partition,loss --seconds 300 --seed 7 --json
+  raftcron sim --bug commit-old-term --seeds 50  # hunt for the Figure 8 bug
+  raftcron sim --replay schedule.json            # replay a saved fault schedule
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("sim", help="run a simulated cluster with faults", description=HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=5, help="servers in the cluster (default 5)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="simulated seconds (default 60)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed everything derives from (default 0)")
+    parser.add_argument("--seeds", type=int, default=1, metavar="N",
+                        help="run N seeds derived from --seed; stop at the first violation")
+    parser.add_argument("--faults", default=None, metavar="LIST",
+                        help="random faults from: crash,partition,pause,skew,loss,dup (or 'all', or 'none'); "
+                             "default: crash the leader once")
+    parser.add_argument("--replay", metavar="FILE", help="replay a fault schedule saved with --save-schedule")
+    parser.add_argument("--save-schedule", metavar="FILE", help="write the fault schedule used as JSON")
+    parser.add_argument("--bug", action="append", default=[], metavar="NAME",
+                        help="re-introduce a known bug (repeatable); see docs/bugs.md")
+    parser.add_argument("--storage", choices=("memory", "lmdb"), default="memory",
+                        help="node storage: in memory (fast) or real LMDB files (default memory)")
+    parser.add_argument("--rate", type=float, default=10.0, help="client proposals per second (default 10)")
+    parser.add_argument("--election-timeout", default="150-300", metavar="MIN-MAX",
+                        help="election timeout range in ms (default 150-300)")
+    parser.add_argument("--heartbeat", type=float, default=50.0, help="heartbeat interval in ms (default 50)")
+    parser.add_argument("--latency", default="1-5", metavar="MIN-MAX", help="one-way latency in ms (default 1-5)")
+    parser.add_argument("--loss", type=float, default=0.0, help="message loss probability (default 0)")
+    parser.add_argument("--dup", type=float, default=0.0, help="message duplication probability (default 0)")
+    parser.add_argument("--no-prevote", action="store_true", help="disable pre-vote and check-quorum")
+    parser.add_argument("--snapshot-entries", type=int, default=1000,
+                        help="snapshot when this many entries were applied since the last (0: never)")
+    parser.add_argument("--trace", metavar="FILE", help="write the JSON-lines trace here")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    parser.set_defaults(func=run)
+
+
+def parse_range(text: str, name: str) -> tuple[float, float]:
+    try:
+        low_text, _, high_text = text.partition("-")
+        low = float(low_text)
+        high = float(high_text) if high_text else low
+    except ValueError:
+        raise UsageError(f"--{name} takes MIN-MAX in milliseconds, e.g. 150-300; got {text!r}") from None
+    if not 0 <= low <= high:
+        raise UsageError(f"--{name}: need 0 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | None) -> Any:
+    from raft.config import KNOWN_BUGS
+    from sim.cluster import RaftTimings
+    from sim.faults import FAULT_KINDS, FaultSchedule
+    from sim.network import NetworkOptions
+    from sim.runner import SimOptions
+
+    known_bugs = set(KNOWN_BUGS) | SIM_BUGS
+    for bug in args.bug:
+        if bug not in known_bugs:
+            raise UsageError(f"unknown bug {bug!r}; known: {', '.join(sorted(known_bugs))}")
+    faults: set[str] | None = None
+    if args.faults is not None:
+        faults = set(FAULT_KINDS) if args.faults == "all" else set() if args.faults == "none" else {
+            f.strip() for f in args.faults.split(",") if f.strip()}
+        unknown = faults - set(FAULT_KINDS)
+        if unknown:
+            raise UsageError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+    schedule = None
+    if args.replay:
+        try:
+            with open(args.replay, encoding="utf-8") as handle:
+                schedule = FaultSchedule.from_json(json.load(handle))
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            raise UsageError(f"cannot replay {args.replay}: {error}") from None
+    low, high = parse_range(args.election_timeout, "election-timeout")
+    if low <= 0 or not 0 < args.heartbeat < low:
+        raise UsageError("need 0 < --heartbeat < the minimum election timeout")
+    lat_low, lat_high = parse_range(args.latency, "latency")
+    timings = RaftTimings(low, high, args.heartbeat, pre_vote=not args.no_prevote, check_quorum=not args.no_prevote)
+    network = NetworkOptions(latency_ms_min=lat_low, latency_ms_max=lat_high, loss_probability=args.loss,
+                             duplicate_probability=args.dup)
+    options = SimOptions(nodes=args.nodes, seconds=args.seconds, seed=seed, faults=faults, schedule=schedule,
+                         timings=timings, network=network, proposals_per_second=args.rate,
+                         snapshot_entries=args.snapshot_entries, bugs=frozenset(args.bug), storage=args.storage,
+                         trace_sink=trace_sink)
+    try:
+        options.validate()
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return options
+
+
+SIM_BUGS = frozenset({"forget-vote"})
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim.runner import derive_seeds
+
+    if args.seeds < 1:
+        raise UsageError("--seeds must be >= 1")
+    seeds = derive_seeds(args.seed, args.seeds)
+    build_options(args, seeds[0], None)  # validate everything before any work
+    results: list[dict[str, Any]] = []
+    worst = 0
+    for seed in seeds:
+        summary, code = _run_one(args, seed, show_progress=len(seeds) == 1)
+        results.append(summary)
+        worst = max(worst, code)
+        if len(seeds) > 1 and not args.json:
+            verdict = "ok" if code == 0 else f"FAILED ({len(summary.get('safety_violations', []))} violations)"
+            print(f"seed {seed}: {verdict}", flush=True)
+        if code:
+            print(f"reproduce: {reproduce_command(args, seed)}", file=sys.stderr)
+            break
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else {"runs": results, "seeds_run": len(results)}))
+    elif len(results) == 1:
+        print(human_summary(results[0]))
+    return worst
+
+
+def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tuple[dict[str, Any], int]:
+    from sim.runner import Runner
+
+    sink = open(args.trace, "w", encoding="utf-8") if args.trace else None
+    try:
+        options = build_options(args, seed, sink)
+        runner = Runner(options)
+        try:
+            if args.save_schedule:
+                with open(args.save_schedule, "w", encoding="utf-8") as handle:
+                    handle.write(runner.schedule.dumps())
+            with _progress(show_progress and not args.json, options.seconds) as progress:
+                summary = runner.run(progress)
+        finally:
+            runner.close()
+    except UsageError:
+        raise
+    except Exception:  # the simulator itself crashed: that is a bug to report with its seed
+        traceback.print_exc()
+        return {"seed": seed, "crashed": True}, EXIT_CRASH
+    finally:
+        if sink is not None:
+            sink.close()
+    return summary, EXIT_CORRECTNESS if summary["safety_violations"] else 0
+
+
+class _progress:
+    """A rich progress bar on stderr for runs long enough to need one; silent otherwise."""
+
+    def __init__(self, enabled: bool, seconds: float) -> None:
+        self.enabled = enabled and sys.stderr.isatty() and seconds >= 120
+        self._progress: Any = None
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import Progress
+
+        self._progress = Progress(transient=True)
+        self._progress.start()
+        task = self._progress.add_task("simulating", total=1.0)
+        return lambda fraction: self._progress.update(task, completed=fraction)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def reproduce_command(args: argparse.Namespace, seed: int) -> str:
+    parts = ["raftcron sim", f"--seed {seed}", f"--nodes {args.nodes}", f"--seconds {args.seconds:g}"]
+    if args.faults is not None:
+        parts.append(f"--faults {args.faults}")
+    for bug in args.bug:
+        parts.append(f"--bug {bug}")
+    if args.replay:
+        parts.append(f"--replay {args.replay}")
+    defaults = {"storage": "memory", "rate": 10.0, "election_timeout": "150-300", "heartbeat": 50.0,
+                "latency": "1-5", "loss": 0.0, "dup": 0.0, "snapshot_entries": 1000}
+    for name, default in defaults.items():
+        value = getattr(args, name)
+        if value != default:
+            parts.append(f"--{name.replace('_', '-')} {value}")
+    if args.no_prevote:
+        parts.append("--no-prevote")
+    return " ".join(parts)
+
+
+def human_summary(s: dict[str, Any]) -> str:
+    if s.get("crashed"):
+        return f"seed {s['seed']}: the simulator crashed (traceback above)"
+    lines = [
+        f"raftcron sim: {s['nodes']} nodes, {s['sim_seconds']:g} simulated seconds, seed {s['seed']}",
+        f"  {s['events']} events in {s['wall_seconds']} s wall ({s['sim_speedup']}x real time)",
+        f"  first leader after {_ms(s['first_leader_s'])}; {len(s['leaders'])} leaders, "
+        f"{s['leader_changes']} changes",
+    ]
+    for leader in s["leaders"][:12]:
+        lines.append(f"    term {leader['term']:>3}: {leader['node']} elected at {leader['elected_at']:.3f} s")
+    if len(s["leaders"]) > 12:
+        lines.append(f"    ... {len(s['leaders']) - 12} more")
+    if s["failovers"]:
+        shown = ", ".join(_ms(f) for f in s["failovers"][:10])
+        lines.append(f"  failovers (leader lost -> new leader heard by a quorum): {shown}")
+    lines.append(f"  {s['commits']} of {s['proposals']} client proposals committed; "
+                 f"{s['messages_sent']} messages, {s['messages_dropped']} dropped")
+    lines.append(f"  snapshots: {s['snapshots_taken']} taken, {s['snapshots_installed']} installed; "
+                 f"longest log {s['max_log_entries']} entries")
+    if s["safety_violations"]:
+        lines.append(f"  SAFETY VIOLATIONS ({len(s['safety_violations'])}):")
+        for v in s["safety_violations"][:10]:
+            lines.append(f"    step {v['step']} t={v['true_ms']} ms on {v['node']}: {v['kind']}: {v['detail']}")
+    else:
+        lines.append("  safety: election safety, leader append-only, log matching, leader completeness, "
+                     "state machine safety, commit monotonic: all held")
+    lines.append(f"  trace sha256 {s['trace_sha256'][:16]}…")
+    return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
