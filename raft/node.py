@@ -464,7 +464,9 @@ class RaftNode:
             or (m.pre_vote and m.term > self.term)
         )
         up_to_date = "vote-any-log" in self._bugs or self._log.is_up_to_date(m.last_log_index, m.last_log_term)
-        granted = can_vote and up_to_date and m.src in self.config.voters
+        # No membership test: "servers process incoming RPC requests without consulting their
+        # current configurations" (thesis §4.1); the candidate counts only its own config's voters.
+        granted = can_vote and up_to_date
         if granted and not m.pre_vote:
             self.vote = m.src
             self._reset_election_deadline()  # "granting vote to candidate" resets the timer (Fig. 2)
