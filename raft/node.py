@@ -807,7 +807,7 @@ class RaftNode:
 
     # ---- reads -----------------------------------------------------------------------------------
     def _start_read(self, context: int) -> None:
-        if len(self.config.voters) == 1:
+        if self.config.voters == {self.id}:  # its own majority; not so for a leader removing itself
             self._read_states.append(ReadState(context, self._log.committed))
             return
         self._read_round += 1
