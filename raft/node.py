@@ -264,10 +264,13 @@ class RaftNode:
 
     # ---- output --------------------------------------------------------------------------------
     def has_ready(self) -> bool:
+        log = self._log
+        persisted = self._persisted
         return bool(
             self._msgs or self._events or self._read_states or self._replicate_pending
-            or self._pending_snapshot or self._log.stable < self._log.last_index
-            or self._log.applied < self._log.committed or self._hard_state() != self._persisted
+            or self._pending_snapshot is not None or log.stable < log.last_index
+            or log.applied < log.committed or self.term != persisted.term
+            or self.vote != persisted.vote or log.committed != persisted.commit
         )
 
     def ready(self) -> Ready:
@@ -275,9 +278,11 @@ class RaftNode:
             for peer in self._progress:
                 self._send_append(peer)
         self._replicate_pending = False
-        hard = self._hard_state()
+        persisted = self._persisted
+        changed = (self.term != persisted.term or self.vote != persisted.vote
+                   or self._log.committed != persisted.commit)
         ready = Ready(
-            hard_state=hard if hard != self._persisted else None,
+            hard_state=self._hard_state() if changed else None,
             entries=self._log.unstable(),
             snapshot=self._pending_snapshot,
             messages=self._msgs,

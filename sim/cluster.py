@@ -247,6 +247,9 @@ class SimCluster:
         """Run the Ready contract for one node, let the observer look, and re-arm its timer."""
         raft = node.raft
         assert raft is not None
+        if not raft.has_ready():
+            self._reschedule(node)
+            return
         ready = handle_ready(raft, node.storage, self._send, lambda e: self._apply(node, e),
                              lambda s: self._restore(node, s))
         self.observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
