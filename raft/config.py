@@ -28,6 +28,7 @@ class RaftConfig:
     inflight_messages_max: int = 64
     snapshot_chunk_bytes: int = 64 * 1024
     uncommitted_entries_max: int = 10_000
+    clock_drift_rate_max: float = 0.001  # lease reads assume every clock's rate is within 1 ± this
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -37,6 +38,8 @@ class RaftConfig:
             raise ValueError("need 0 < election_timeout_ms_min <= election_timeout_ms_max")
         if not 0 < self.heartbeat_interval_ms < self.election_timeout_ms_min:
             raise ValueError("the heartbeat interval must be shorter than the election timeout (§5.6)")
+        if not 0.0 <= self.clock_drift_rate_max < 1.0:
+            raise ValueError("clock_drift_rate_max must be within [0, 1)")
         unknown = self.bugs - KNOWN_BUGS
         if unknown:
             raise ValueError(f"unknown bug switches {sorted(unknown)}; known: {sorted(KNOWN_BUGS)}")

@@ -103,11 +103,16 @@ class RaftNode:
         self._quorum_deadline = math.inf
         self._leader_contact = -math.inf
         self._transfer_target: str | None = None
+        self._transfer_sent = False
         self._transfer_deadline = math.inf
         self._replicate_pending = False
         self._reads: list[_PendingRead] = []
         self._reads_waiting: list[int] = []  # contexts waiting for an entry committed in our term
         self._read_round = 0
+        self._read_round_pending = False  # a round for new reads goes out with the next Ready
+        self._round_sent: dict[int, float] = {}  # heartbeat round -> local send time (bounded)
+        self._round_acks: dict[int, set[str]] = {}
+        self._lease_from = -math.inf  # send time of the latest round a quorum acknowledged
         self._incoming_snapshot: tuple[SnapshotMeta, bytearray] | None = None
         self._become_follower(self.term, None, reason="start")
 
@@ -221,9 +226,13 @@ class RaftNode:
         self._maybe_commit()
         return entry.index, entry.term
 
-    def read_index(self, context: int) -> None:
+    def read_index(self, context: int, *, lease: bool = False) -> None:
         """Ask for a linearizable read point; a `ReadState(context, index)` comes out in a later
-        Ready once a quorum confirmed this node still leads (thesis §6.4, no log write)."""
+        Ready once a quorum confirmed this node still leads (thesis §6.4, no log write).
+
+        With `lease=True` the leader answers at once while its lease holds (thesis §6.4.1):
+        safe only if no clock runs faster or slower than `clock_drift_rate_max` allows and no
+        clock jumps, and only with check-quorum (followers refuse votes while in lease)."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if "stale-read" in self._bugs:
@@ -232,7 +241,21 @@ class RaftNode:
         if self._log.term(self._log.committed) != self.term:
             self._reads_waiting.append(context)  # §8: wait for this term's no-op to commit
             return
+        if lease and self.lease_valid():
+            self._read_states.append(ReadState(context, self._log.committed))
+            return
         self._start_read(context)
+
+    def lease_valid(self) -> bool:
+        """A quorum acknowledged a heartbeat sent at local time s; none of them grants a vote
+        until its clock advanced election_timeout_ms_min. With clock rates within 1 ± ρ, that
+        takes at least min/(1+ρ) true time, which our clock measures as at least
+        min·(1-ρ)/(1+ρ). Until then no other leader can exist."""
+        if self.role is not Role.LEADER or not self.cfg.check_quorum or self._transfer_target is not None:
+            return False
+        rho = self.cfg.clock_drift_rate_max
+        duration = self.cfg.election_timeout_ms_min * (1.0 - rho) / (1.0 + rho)
+        return self._now < self._lease_from + duration
 
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to `target` (thesis §3.10): catch it up, then send TimeoutNow."""
@@ -244,7 +267,8 @@ class RaftNode:
         self._transfer_deadline = self._now + self.cfg.election_timeout_ms_max
         self._emit("transfer", target=target, term=self.term)
         progress = self._progress[target]
-        if progress.match == self._log.last_index:
+        self._transfer_sent = progress.match == self._log.last_index
+        if self._transfer_sent:
             self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
         else:
             self._send_append(target)
@@ -268,12 +292,14 @@ class RaftNode:
         persisted = self._persisted
         return bool(
             self._msgs or self._events or self._read_states or self._replicate_pending
-            or self._pending_snapshot is not None or log.stable < log.last_index
+            or self._read_round_pending or self._pending_snapshot is not None or log.stable < log.last_index
             or log.applied < log.committed or self.term != persisted.term
             or self.vote != persisted.vote or log.committed != persisted.commit
         )
 
     def ready(self) -> Ready:
+        if self._read_round_pending and self.role is Role.LEADER:
+            self._heartbeat_round(periodic=False)
         if self._replicate_pending and self.role is Role.LEADER:
             for peer in self._progress:
                 self._send_append(peer)
@@ -611,7 +637,7 @@ class RaftNode:
     def _tick_leader(self, now: float) -> None:
         if now >= self._heartbeat_deadline:
             self._heartbeat_deadline = now + self.cfg.heartbeat_interval_ms
-            self._heartbeat_round(read_context=0)
+            self._heartbeat_round(periodic=True)
         if now >= self._quorum_deadline:
             self._quorum_deadline = now + self.cfg.election_timeout_ms_max
             if self.cfg.check_quorum and not self._quorum_active():
@@ -631,28 +657,38 @@ class RaftNode:
         voters = self.config.voters
         return len(active & voters) >= quorum_size(len(voters))
 
-    def _heartbeat_round(self, read_context: int) -> None:
-        """Heartbeats carry prev = the follower's match point, so they are never rejected; a
-        follower that acknowledged nothing since the last round gets its appends again."""
+    def _heartbeat_round(self, *, periodic: bool) -> None:
+        """Heartbeats carry prev = the follower's match point, so they are never rejected. Every
+        round has a number, echoed in replies: a quorum of replies confirms reads issued before
+        the round and extends the lease. Only periodic rounds judge stalls: a follower that
+        acknowledged nothing since the last one gets its appends (or snapshot chunk) again."""
+        self._read_round += 1
+        round_ = self._read_round
+        self._read_round_pending = False
+        self._round_sent[round_] = self._now
+        self._round_acks[round_] = {self.id}
+        if len(self._round_sent) > 64:
+            oldest = min(self._round_sent)
+            del self._round_sent[oldest]
+            self._round_acks.pop(oldest, None)
         for peer, progress in self._progress.items():
-            stalled = not progress.acked
-            progress.acked = False
-            if progress.state is ReplicationState.SNAPSHOT:
-                if stalled:
+            if periodic:
+                stalled = not progress.acked
+                progress.acked = False
+                if progress.state is ReplicationState.SNAPSHOT and stalled:
                     self._send_snapshot_chunk(peer, progress)
+                elif stalled and progress.match < self._log.last_index:
+                    progress.become_probe()
+                    self._send_append(peer)
+            if progress.state is ReplicationState.SNAPSHOT:
                 continue
-            if stalled and progress.match < self._log.last_index:
-                progress.become_probe()
-                self._send_append(peer)
-                if read_context == 0:
-                    continue
             prev_term = self._log.term(progress.match)
             if prev_term is None:
                 self._send_append(peer)
                 continue
             self._send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=progress.match,
                                      prev_log_term=prev_term, entries=(), commit=self._log.committed,
-                                     read_context=read_context))
+                                     read_context=round_))
 
     def _send_append(self, peer: str) -> None:
         progress = self._progress[peer]
@@ -703,7 +739,8 @@ class RaftNode:
                 return  # it committed its own removal and stepped down (thesis §4.2.2)
         if progress.state is ReplicationState.PROBE:
             progress.become_replicate()
-        if self._transfer_target == peer and progress.match == self._log.last_index:
+        if self._transfer_target == peer and progress.match == self._log.last_index and not self._transfer_sent:
+            self._transfer_sent = True  # once: a second election would only cost a term
             self._send(TimeoutNow(src=self.id, dst=peer, term=self.term))
         self._send_append(peer)
 
@@ -815,15 +852,20 @@ class RaftNode:
         if self.config.voters == {self.id}:  # its own majority; not so for a leader removing itself
             self._read_states.append(ReadState(context, self._log.committed))
             return
-        self._read_round += 1
-        self._reads.append(_PendingRead(context, self._log.committed, self._read_round, {self.id}))
-        self._heartbeat_round(read_context=self._read_round)
+        # Reads that arrive together share one confirmation round, sent with the next Ready.
+        self._reads.append(_PendingRead(context, self._log.committed, self._read_round + 1, {self.id}))
+        self._read_round_pending = True
 
     def _ack_read(self, peer: str, round_: int) -> None:
         """A heartbeat reply for round r confirms every read issued at round <= r; reads are
         released in order, so a later read never overtakes an earlier one."""
         voters = self.config.voters
         needed = quorum_size(len(voters))
+        acks = self._round_acks.get(round_)
+        if acks is not None:
+            acks.add(peer)
+            if len(acks & voters) >= needed:
+                self._lease_from = max(self._lease_from, self._round_sent[round_])
         for read in self._reads:
             if read.round > round_:
                 break
@@ -836,6 +878,10 @@ class RaftNode:
         if self._reads or self._reads_waiting:
             self._emit("reads_dropped", count=len(self._reads) + len(self._reads_waiting))
         self._reads, self._reads_waiting = [], []
+        self._read_round_pending = False
+        self._round_sent.clear()
+        self._round_acks.clear()
+        self._lease_from = -math.inf
 
     # ---- output helpers --------------------------------------------------------------------------
     def _send(self, message: Message) -> None:
