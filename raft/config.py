@@ -17,7 +17,9 @@ KNOWN_BUGS: frozenset[str] = frozenset(
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RaftConfig:
     node_id: str
-    peers: frozenset[str]  # bootstrap voters, including node_id; the log's config wins later
+    # Bootstrap voters, including node_id; the log's config wins later. Empty means "joining":
+    # the node knows no configuration, never campaigns, and learns one from the leader's log.
+    peers: frozenset[str]
     election_timeout_ms_min: float = 150.0
     election_timeout_ms_max: float = 300.0
     heartbeat_interval_ms: float = 50.0
@@ -32,7 +34,7 @@ class RaftConfig:
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
-        if self.node_id not in self.peers:
+        if self.peers and self.node_id not in self.peers:
             raise ValueError(f"node {self.node_id!r} must be one of its bootstrap peers {sorted(self.peers)}")
         if not 0 < self.election_timeout_ms_min <= self.election_timeout_ms_max:
             raise ValueError("need 0 < election_timeout_ms_min <= election_timeout_ms_max")

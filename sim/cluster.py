@@ -55,6 +55,7 @@ class SimNode:
     timer_gen: int = 0
     timer_at: float = math.inf
     inbox: list[Message] = field(default_factory=list)
+    bootstrap: frozenset[str] = frozenset()  # empty for a server that joined later
 
 
 class SimCluster:
@@ -95,9 +96,11 @@ class SimCluster:
         make_storage = make_storage or (lambda _id: MemoryStorage())
         self.reopen_storage = reopen_storage
         self.nodes: dict[str, SimNode] = {}
+        self._make_storage = make_storage
+        self._node_seed = node_seed
         for index, node_id in enumerate(node_ids):
             rng = random.Random(node_seed + index)
-            self.nodes[node_id] = SimNode(node_id, NodeClock(), make_storage(node_id), rng)
+            self.nodes[node_id] = SimNode(node_id, NodeClock(), make_storage(node_id), rng, bootstrap=self.peers)
         self.on_apply: Callable[[str, int, Entry, Any], None] | None = None
         self.on_read: Callable[[str, int, int], None] | None = None
         self.on_role: Callable[[str, str, int], None] | None = None
@@ -145,7 +148,7 @@ class SimCluster:
         node.alive, node.paused = True, False
         node.inbox.clear()
         cfg = RaftConfig(
-            node_id=node_id, peers=self.peers,
+            node_id=node_id, peers=node.bootstrap,
             election_timeout_ms_min=self.timings.election_timeout_ms_min,
             election_timeout_ms_max=self.timings.election_timeout_ms_max,
             heartbeat_interval_ms=self.timings.heartbeat_interval_ms,
@@ -159,6 +162,16 @@ class SimCluster:
         node.raft = RaftNode(cfg, node.storage, node.rng, node.clock.local(self.now))
         self._emit_fault(node_id, "start", lifetime=node.lifetime)
         self._process(node)
+
+    def add_node(self, node_id: str) -> None:
+        """A new, empty server in join mode: it never campaigns until a configuration change
+        that the leader replicates to it makes it a voter."""
+        if node_id in self.nodes:
+            raise ValueError(f"node {node_id!r} already exists")
+        rng = random.Random(self._node_seed + len(self.nodes))
+        self.nodes[node_id] = SimNode(node_id, NodeClock(), self._make_storage(node_id), rng)
+        self.ids.append(node_id)
+        self.start(node_id)
 
     def crash(self, node_id: str) -> None:
         node = self.nodes[node_id]
