@@ -8,7 +8,7 @@ import pytest
 from harness import Network
 
 from raft.errors import NotLeader, ProposalDropped
-from raft.messages import AppendEntries, RequestVote, RequestVoteResponse, TimeoutNow
+from raft.messages import AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow
 from raft.node import ConfChange
 from raft.progress import Role
 from raft.ready import ReadState
@@ -165,8 +165,6 @@ def test_read_index_waits_for_the_leaders_noop_to_commit() -> None:
 
     # Heartbeat rounds (empty appends) may be acknowledged by a quorum before the no-op is:
     # that confirms leadership, yet the read must still wait for the no-op to commit.
-    from raft.messages import AppendEntries, AppendEntriesResponse
-
     net.deliver_all(lambda m: (isinstance(m, AppendEntries) and not m.entries)
                     or isinstance(m, AppendEntriesResponse) and m.match_index < noop)
     assert n1.commit_index < noop
