@@ -48,6 +48,7 @@ class SafetyObserver:
     leader_persisted: dict[tuple[str, int], int] = field(default_factory=dict)
     commit_seen: dict[tuple[str, int], int] = field(default_factory=dict)
     max_violations: int = 100
+    normal_committed: int = 0  # distinct client commands applied somewhere (not no-ops or configs)
 
     def on_ready(self, node_id: str, lifetime: int, node: RaftNode, ready: Ready, step: int, true_ms: float) -> None:
         ctx = (node_id, step, true_ms)
@@ -105,6 +106,8 @@ class SafetyObserver:
         if seen is None:
             self.committed[entry.index] = (entry.term, entry.data)
             self.max_committed = max(self.max_committed, entry.index)
+            if entry.kind is EntryKind.NORMAL:
+                self.normal_committed += 1
         elif seen != (entry.term, entry.data):
             self._flag("state_machine_safety",
                        f"index {entry.index} applied as term {entry.term} here, term {seen[0]} elsewhere", ctx)

@@ -16,7 +16,7 @@ FAULT_KINDS = ("crash", "partition", "pause", "skew", "loss", "dup")
 
 ACTION_KINDS = frozenset(
     {"crash", "restart", "pause", "resume", "partition", "one_way", "heal", "clock_jump",
-     "clock_rate", "net", "transfer"}
+     "clock_rate", "net", "transfer", "add_server", "remove_server"}
 )
 
 

@@ -19,6 +19,7 @@ import msgpack
 
 from raft.errors import NotLeader, ProposalDropped
 from raft.messages import AppendEntries, Message
+from raft.node import ConfChange
 from raft.progress import quorum_size
 from raft.storage import Storage
 from sim.cluster import RaftTimings, SimCluster
@@ -118,6 +119,8 @@ class Runner:
         self.cluster.on_deliver = self.meter.on_deliver
         self.schedule = self._make_schedule(ids)
         self._crashed: list[str] = []
+        self._membership_goals: list[tuple[str, str]] = []
+        self._membership_pending = False
         self.commits = 0
         self.proposals = 0
         self._install_schedule()
@@ -185,8 +188,8 @@ class Runner:
 
     def _run_action(self, action: FaultAction) -> None:
         cluster = self.cluster
-        node = self._resolve(action.node)
         kind = action.kind
+        node = action.node if kind == "add_server" else self._resolve(action.node)
         if kind in ("crash", "pause") and node is not None:
             self.meter.on_node_down(node)
             if kind == "crash" and cluster.nodes[node].alive:
@@ -217,6 +220,50 @@ class Runner:
             self._set_net(action)
         elif kind == "transfer":
             self._transfer(node)
+        elif kind == "add_server" and action.node is not None:
+            if action.node not in cluster.nodes:
+                cluster.add_node(action.node)
+            self._membership_goals += [("add_learner", action.node), ("promote", action.node)]
+            self._drive_membership()
+        elif kind == "remove_server" and node is not None:
+            self._membership_goals.append(("remove", node))
+            self._drive_membership()
+
+    def _drive_membership(self) -> None:
+        """Work through pending membership goals one server at a time, as an operator would:
+        propose at the leader, wait until committed, promote a learner only once caught up,
+        and stop a removed server once its removal is committed. Retries every 100 ms."""
+        cluster = self.cluster
+        while self._membership_goals:
+            action, node = self._membership_goals[0]
+            leader = cluster.leader()
+            raft = cluster.nodes[leader].raft if leader is not None else None
+            if raft is None:
+                break
+            committed = raft.config_at(raft.commit_index)
+            done = {"add_learner": node in committed.members, "promote": node in committed.voters,
+                    "remove": node not in committed.members}[action]
+            if done:
+                self._membership_goals.pop(0)
+                if action == "remove" and node != leader:
+                    cluster.crash(node)
+                continue
+            if action == "promote":
+                progress = raft.progress(node)
+                if progress is None or progress.match < raft.commit_index:
+                    break  # still catching up as a learner
+            try:
+                cluster.with_node(leader, lambda r: r.propose_config_change(ConfChange(action, node)))
+            except (NotLeader, ProposalDropped):
+                pass
+            break
+        if self._membership_goals and not self._membership_pending:
+            self._membership_pending = True
+            cluster.call_at(cluster.now + 100.0, self._membership_retry)
+
+    def _membership_retry(self) -> None:
+        self._membership_pending = False
+        self._drive_membership()
 
     def _set_net(self, action: FaultAction) -> None:
         opts = self.cluster.network.options
@@ -279,7 +326,7 @@ class Runner:
     def summary(self, wall_seconds: float) -> dict[str, Any]:
         cluster, meter = self.cluster, self.meter
         failovers = [round(ms / 1000.0, 6) for ms in meter.failovers_ms]
-        committed_normal = sum(1 for term, data in cluster.observer.committed.values() if data)
+        committed_normal = cluster.observer.normal_committed
         return {
             "seed": self.options.seed,
             "nodes": self.options.nodes,
