@@ -101,7 +101,9 @@ class RaftNode:
         self._election_deadline = math.inf
         self._heartbeat_deadline = math.inf
         self._quorum_deadline = math.inf
-        self._leader_contact = -math.inf
+        # A restart forgets when we last heard from a leader: assume "just now", so the promise
+        # behind its lease (no vote for min election timeout) survives the restart.
+        self._leader_contact = now
         self._transfer_target: str | None = None
         self._transfer_sent = False
         self._transfer_deadline = math.inf
@@ -462,8 +464,9 @@ class RaftNode:
     def _in_lease(self) -> bool:
         """Heard from a leader within the minimum election timeout (thesis §4.2.3). A leader is
         its own lease: check-quorum makes it step down once it loses its majority, and until
-        then "it will not be deposed by larger term numbers" (etcd does the same)."""
-        if not self.cfg.check_quorum or self.leader is None:
+        then "it will not be deposed by larger term numbers" (etcd does the same). A follower
+        keeps the promise even if it no longer knows the leader (e.g. just restarted)."""
+        if not self.cfg.check_quorum:
             return False
         if self.role is Role.LEADER:
             return True
