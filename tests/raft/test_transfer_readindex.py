@@ -270,3 +270,36 @@ def test_leader_outside_its_configuration_still_confirms_reads() -> None:
     net.deliver_all()
 
     assert net.read_states[old] == []
+
+
+@pytest.mark.parametrize("seed", range(50, 56))
+def test_lease_read_survives_a_follower_restart(seed: int) -> None:
+    """Lease reads rest on the voters' side of the lease: "if a server receives a RequestVote
+    request within the minimum election timeout of hearing from a current leader, it does not
+    update its term or grant its vote." A follower that restarts inside that window cannot
+    remember when it last heard from the leader, so it must keep the promise anyway; else two
+    servers that never heard the leader elect a third leader with its vote, while the old
+    leader still answers lease reads without the new commits.
+    Reference: thesis §6.4.1, §4.2.3"""
+    net = Network(5, seed=seed)
+    net.run(1000)
+    [old] = net.leaders()
+    a, b, c, d = followers(net, old)
+    net.cut(old, c)  # c and d cannot reach the leader: they keep asking for pre-votes, and a
+    net.cut(old, d)  # and b, hearing from the leader, refuse
+    net.run(500)
+    assert net.leaders() == [old]
+    net.tick(net.now + 50)  # a heartbeat round that a and b acknowledge: the lease starts
+    net.deliver_all()
+    leader = net.nodes[old]
+    assert leader.lease_valid()
+
+    net.restart(a)
+    net.cut(old, a)
+    net.cut(old, b)
+    while leader.lease_valid():
+        net.tick(net.now + 2)
+        net.deliver_all()
+        others = [n for n in net.leaders() if n != old]
+        assert not others or net.nodes[others[0]].commit_index <= leader.commit_index, (
+            f"{others[0]} leads and committed past {leader.commit_index} inside {old}'s lease")
