@@ -17,6 +17,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "raftcron.cmd_sim",
     "raftcron.cmd_cron",
     "raftcron.cmd_jepsen",
+    "raftcron.cmd_server",
+    "raftcron.cmd_job",
 )
 
 

@@ -1,0 +1,382 @@
+"""`RaftRuntime`: one real Raft node on trio, driving the sans-IO `RaftNode`.
+
+Rules:
+  1. One task owns the node. Other tasks (HTTP handlers, the transport) only append to bounded
+     queues, or call `RaftNode.propose` between two awaits of the owner (trio is cooperative,
+     so no call can interleave with the owner's Ready handling, which never awaits).
+  2. The Ready contract is `raft.driver.handle_ready`, the very function the simulator runs:
+     persist (one synced LMDB transaction), then send, then apply, then advance. The save
+     runs on the event loop on purpose: while it blocks, requests queue up, and the next
+     Ready persists them together (group commit) without a second copy of the contract.
+  3. Time is `trio.current_time()` in milliseconds, handed to `tick`/`step`; the node never
+     reads a clock. The loop sleeps until `next_deadline()` or until woken by input.
+  4. A proposal is answered when the entry at its (index, term) is applied here: with the
+     state machine's result, or with `ProposalDropped` when another entry took that index.
+     A timeout means the outcome is unknown (`ProposalTimeout`): the entry may still commit.
+  5. Everything waiting is bounded: the inbox, pending proposals, pending reads.
+
+Why the node is built in `__init__` and not in `run`: the state machine is restored from the
+snapshot and the log replayed on the first Ready, so the object is complete before any input.
+It must be constructed inside `trio.run`, since it reads the trio clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import trio
+
+from raft.config import RaftConfig
+from raft.driver import handle_ready
+from raft.errors import NotLeader, ProposalDropped, RaftError
+from raft.messages import Entry, EntryKind, Message, Snapshot
+from raft.node import RaftNode
+from raft.progress import Role
+from raft.ready import Ready, TraceEvent
+from raft.storage import Storage
+
+__all__ = ["ProposalTimeout", "RaftRuntime", "RuntimeOptions", "RuntimeStats", "StateMachine"]
+
+log = logging.getLogger("raftcron.raft")
+
+
+class StateMachine(Protocol):
+    """What the runtime applies committed entries to (sim.statemachine has the same shape)."""
+
+    def apply(self, index: int, data: bytes) -> Any: ...
+    def skip(self, index: int) -> None: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...
+
+
+class ProposalTimeout(RaftError):
+    """No answer in time: the command may or may not be committed. Clients must treat the
+    outcome as unknown (Jepsen's `:info`), e.g. by retrying with an idempotency key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeOptions:
+    inbox_capacity: int = 4096  # messages from peers waiting for the node
+    proposals_pending_max: int = 8192
+    reads_pending_max: int = 8192
+    snapshot_entries: int = 10_000  # compact the log after this many applied entries
+    ready_rounds_max: int = 64  # Readys handled per wake-up before timers get a turn
+
+
+@dataclass(slots=True)
+class RuntimeStats:
+    proposals: int = 0
+    proposals_committed: int = 0
+    proposals_dropped: int = 0
+    proposals_timed_out: int = 0
+    proposals_rejected: int = 0  # refused up front: not leader, or a limit
+    reads: int = 0
+    reads_failed: int = 0
+    elections: int = 0  # real (not pre-vote) campaigns started by this node
+    leader_changes: int = 0
+    inbox_dropped: int = 0
+    snapshots_taken: int = 0
+    snapshots_installed: int = 0
+    entries_applied: int = 0
+    readys: int = 0
+
+
+class _Waiter:
+    """A one-shot answer for one waiting task."""
+
+    __slots__ = ("event", "value", "error")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, value: Any) -> None:
+        if not self.event.is_set():
+            self.value = value
+            self.event.set()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.event.is_set():
+            self.error = error
+            self.event.set()
+
+    async def wait(self, timeout_s: float, what: str) -> Any:
+        with trio.move_on_after(timeout_s):
+            await self.event.wait()
+        if not self.event.is_set():
+            raise ProposalTimeout(f"{what}: no answer within {timeout_s:.3g}s; outcome unknown")
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def now_ms() -> float:
+    return trio.current_time() * 1000.0
+
+
+@dataclass(slots=True)
+class _Reads:
+    """ReadIndex bookkeeping: batches waiting to be issued, confirmed by a quorum, or applied."""
+
+    queued: list[_Waiter] = field(default_factory=list)
+    by_context: dict[int, list[_Waiter]] = field(default_factory=dict)
+    parked: deque[tuple[int, list[_Waiter]]] = field(default_factory=deque)  # by index, ascending
+    next_context: int = 1
+
+    def count(self) -> int:
+        return len(self.queued) + sum(len(b) for b in self.by_context.values()) + sum(
+            len(b) for _, b in self.parked)
+
+
+class RaftRuntime:
+    def __init__(self, config: RaftConfig, storage: Storage, machine: StateMachine, *,
+                 send: Callable[[Message], None], rng: random.Random | None = None,
+                 options: RuntimeOptions = RuntimeOptions(),
+                 on_event: Callable[[TraceEvent], None] | None = None) -> None:
+        self.config = config
+        self.storage = storage
+        self.machine = machine
+        self.options = options
+        self.stats = RuntimeStats()
+        self._send = send
+        self._on_event = on_event
+        self.appliers: list[Callable[[Entry, Any], None]] = []  # observers of every apply
+        snapshot = storage.snapshot()
+        if snapshot is not None:
+            machine.restore(snapshot.data)
+        self.node = RaftNode(config, storage, rng or random.Random(), now_ms())
+        self._inbox: deque[Message] = deque()
+        self._wakeup = trio.Event()
+        self._proposals: dict[int, tuple[int, _Waiter]] = {}
+        self._reads = _Reads()
+        self._applied_changed = trio.Event()
+        self._role = self.node.role
+        self._leader = self.node.leader
+
+    # ---- inputs from other tasks --------------------------------------------------------------
+    def deliver(self, message: Message) -> None:
+        """A message from the transport; dropped (counted) when the inbox is full."""
+        if len(self._inbox) >= self.options.inbox_capacity:
+            self.stats.inbox_dropped += 1
+            return
+        self._inbox.append(message)
+        self._wakeup.set()
+
+    async def propose(self, data: bytes, *, timeout_s: float) -> Any:
+        """Replicate `data` and return the state machine's result once applied here.
+
+        Raises NotLeader (with a hint) and ProposalDropped before anything is appended, so
+        those are safe to retry elsewhere; ProposalTimeout means the outcome is unknown."""
+        if len(self._proposals) >= self.options.proposals_pending_max:
+            self.stats.proposals_rejected += 1
+            raise ProposalDropped("too many proposals in flight; retry later")
+        try:
+            index, term = self.node.propose(data)
+        except (NotLeader, ProposalDropped):
+            self.stats.proposals_rejected += 1
+            raise
+        self.stats.proposals += 1
+        earlier = self._proposals.get(index)
+        if earlier is not None:  # our older entry at this index was truncated away
+            earlier[1].fail(ProposalDropped(f"entry {index} of term {earlier[0]} was replaced"))
+        waiter = _Waiter()
+        self._proposals[index] = (term, waiter)
+        self._wakeup.set()
+        try:
+            return await waiter.wait(timeout_s, f"proposal at index {index}")
+        except ProposalTimeout:
+            self.stats.proposals_timed_out += 1
+            raise
+        finally:
+            current = self._proposals.get(index)
+            if current is not None and current[1] is waiter:
+                del self._proposals[index]
+
+    async def read_index(self, *, timeout_s: float) -> int:
+        """A linearizable read point (thesis §6.4): returns once this leader confirmed it still
+        leads and has applied everything committed when the read arrived. Concurrent reads
+        share one confirmation round."""
+        if self.node.role is not Role.LEADER:
+            raise NotLeader(self.node.leader)
+        if self._reads.count() >= self.options.reads_pending_max:
+            raise ProposalDropped("too many reads in flight; retry later")
+        self.stats.reads += 1
+        waiter = _Waiter()
+        self._reads.queued.append(waiter)
+        self._wakeup.set()
+        try:
+            return int(await waiter.wait(timeout_s, "read index"))
+        except RaftError:
+            self.stats.reads_failed += 1
+            raise
+
+    def transfer_leadership(self, target: str) -> None:
+        self.node.transfer_leadership(target)
+        self._wakeup.set()
+
+    async def wait_applied(self, index: int, *, timeout_s: float) -> bool:
+        """Wait until this node applied `index`; False on timeout."""
+        with trio.move_on_after(timeout_s):
+            while self.node.applied_index < index:
+                await self._applied_changed.wait()
+            return True
+        return False
+
+    # ---- the owner task -------------------------------------------------------------------------
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Drive the node until cancelled: sleep until a deadline or input, then step, tick and
+        handle Readys. The first pass replays committed entries from storage."""
+        self._process()
+        task_status.started()
+        while True:
+            deadline_ms = self.node.next_deadline()
+            deadline_s = math.inf if deadline_ms == math.inf else deadline_ms / 1000.0
+            with trio.move_on_at(deadline_s):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            now = now_ms()
+            for _ in range(len(self._inbox)):  # bounded by the inbox capacity
+                self.node.step(self._inbox.popleft(), now)
+            self._issue_reads()
+            self.node.tick(now)
+            self._process()
+            await trio.sleep(0)  # a checkpoint even when input never stops arriving
+
+    def _process(self) -> None:
+        for _ in range(self.options.ready_rounds_max):
+            if not self.node.has_ready():
+                break
+            ready = handle_ready(self.node, self.storage, self._send, self._apply, self._restore)
+            self.stats.readys += 1
+            self._after_ready(ready)
+        else:
+            self._wakeup.set()  # more to do: come back after other tasks had a turn
+        self._maybe_compact()
+
+    def _apply(self, entry: Entry) -> None:
+        if entry.kind is EntryKind.NORMAL:
+            result = self.machine.apply(entry.index, entry.data)
+        else:
+            self.machine.skip(entry.index)
+            result = None
+        self.stats.entries_applied += 1
+        pending = self._proposals.pop(entry.index, None)
+        if pending is not None:
+            term, waiter = pending
+            if term == entry.term:
+                self.stats.proposals_committed += 1
+                waiter.resolve(result)
+            else:
+                self.stats.proposals_dropped += 1
+                waiter.fail(ProposalDropped(f"entry {entry.index} of term {term} was replaced "
+                                            f"by one of term {entry.term}"))
+        for observer in self.appliers:
+            observer(entry, result)
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        self.machine.restore(snapshot.data)
+        self.stats.snapshots_installed += 1
+        log.info("%s installed snapshot at index %d (term %d, %d bytes)", self.config.node_id,
+                 snapshot.meta.index, snapshot.meta.term, len(snapshot.data))
+
+    def _after_ready(self, ready: Ready) -> None:
+        for event in ready.events:
+            self._observe_event(event)
+        for read in ready.read_states:
+            batch = self._reads.by_context.pop(read.context, None)
+            if batch is not None:
+                self._reads.parked.append((read.index, batch))
+        if ready.committed_entries or ready.read_states:
+            self._release_reads()
+            self._applied_changed.set()
+            self._applied_changed = trio.Event()
+        if self.node.role is not self._role or self.node.leader != self._leader:
+            self._on_role_change()
+
+    def _observe_event(self, event: TraceEvent) -> None:
+        if event.kind == "role":
+            if event.fields.get("role") == "candidate":
+                self.stats.elections += 1
+            log.info("%s became %s at term %s (%s)", self.config.node_id, event.fields.get("role"),
+                     event.fields.get("term"), event.fields.get("reason"))
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _on_role_change(self) -> None:
+        """Fail what can no longer succeed, at once rather than at the timeout."""
+        if self.node.leader != self._leader and self.node.leader is not None:
+            self.stats.leader_changes += 1
+        was_leader = self._role is Role.LEADER
+        self._role, self._leader = self.node.role, self.node.leader
+        if not was_leader or self._role is Role.LEADER:
+            return
+        error = NotLeader(self.node.leader)
+        for batch in self._reads.by_context.values():
+            for waiter in batch:
+                waiter.fail(error)
+        for waiter in self._reads.queued:
+            waiter.fail(error)
+        self._reads.by_context.clear()
+        self._reads.queued.clear()
+        for index, (term, waiter) in list(self._proposals.items()):
+            if index <= self.node.last_index and self.node.log_term(index) not in (None, term):
+                del self._proposals[index]
+                self.stats.proposals_dropped += 1
+                waiter.fail(ProposalDropped(f"entry {index} of term {term} was replaced"))
+
+    def _issue_reads(self) -> None:
+        if not self._reads.queued:
+            return
+        batch, self._reads.queued = self._reads.queued, []
+        context = self._reads.next_context
+        self._reads.next_context += 1
+        try:
+            self.node.read_index(context)
+        except NotLeader as error:
+            for waiter in batch:
+                waiter.fail(error)
+            return
+        self._reads.by_context[context] = batch
+
+    def _release_reads(self) -> None:
+        applied = self.node.applied_index
+        parked = self._reads.parked
+        while parked and parked[0][0] <= applied:
+            index, batch = parked.popleft()
+            for waiter in batch:
+                waiter.resolve(index)
+
+    def _maybe_compact(self) -> None:
+        node = self.node
+        if node.applied_index - node.snapshot_index < self.options.snapshot_entries:
+            return
+        snapshot = node.compact(node.applied_index, self.machine.snapshot())
+        self.storage.compact(snapshot)
+        self.stats.snapshots_taken += 1
+        log.info("%s compacted its log through index %d", self.config.node_id, snapshot.meta.index)
+
+    # ---- inspection -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        node = self.node
+        config = node.config
+        status: dict[str, Any] = {
+            "id": self.config.node_id, "role": node.role.value, "term": node.term,
+            "leader": node.leader, "commit_index": node.commit_index,
+            "applied_index": node.applied_index, "last_index": node.last_index,
+            "snapshot_index": node.snapshot_index, "voters": sorted(config.voters),
+            "learners": sorted(config.learners),
+        }
+        if node.role is Role.LEADER:
+            status["progress"] = {
+                peer: {"match": p.match, "next": p.next, "state": p.state.value}
+                for peer in sorted(config.members) if peer != node.id
+                for p in [node.progress(peer)] if p is not None
+            }
+        return status

@@ -1,0 +1,109 @@
+"""`Server`: one raftcron server process: storage, Raft runtime, transport and HTTP API.
+
+The pieces and who owns what:
+  * `LmdbStorage` (the Raft log and hard state, synced) under `DATA_DIR/raft`;
+  * `ServerMachine` (the replicated state: scheduler + KV registers), rebuilt at start from
+    the last snapshot plus the committed log;
+  * `RaftRuntime` (one task owns the `RaftNode`), `Transport` (TCP + HMAC frames), and the
+    HTTP API (hypercorn + starlette) as sibling tasks in one nursery.
+Cancelling `run` stops them all; storage is closed last, after the runtime stopped writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+
+from raft.config import RaftConfig
+from raft.lmdb_storage import LmdbStorage
+from raft.transport import Transport
+from raft.trio_driver import RaftRuntime, RuntimeOptions
+from scheduler.server.machine import KVPart, Part, ServerMachine
+from scheduler.server.options import ServerOptions
+
+__all__ = ["Server"]
+
+log = logging.getLogger("raftcron.server")
+
+
+class Server:
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.kv = KVPart()
+        self.parts: dict[str, Part] = {"kv": self.kv}
+        self.machine = ServerMachine(self.parts)
+        self.runtime: RaftRuntime | None = None
+        self.transport: Transport | None = None
+        self.http_port: int | None = None
+        self.started_at_s = 0.0
+        # Extra tasks (the scheduler's planner and executors) started beside the runtime.
+        self.services: list[Callable[[Server], Awaitable[None]]] = []
+        # Extra /metrics families (the scheduler's fires, missed ticks, executions).
+        self.metric_sources: list[Callable[[], list[str]]] = []
+
+    @property
+    def raft(self) -> RaftRuntime:
+        assert self.runtime is not None, "the server is not running"
+        return self.runtime
+
+    def raft_config(self) -> RaftConfig:
+        options = self.options
+        return RaftConfig(
+            node_id=options.node_id,
+            peers=options.raft_peer_ids if options.voter else frozenset(),
+            election_timeout_ms_min=options.election_timeout_ms,
+            election_timeout_ms_max=2 * options.election_timeout_ms,
+            heartbeat_interval_ms=options.heartbeat_interval_ms,
+        )
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        options = self.options
+        raft_dir = Path(options.data_dir) / "raft"
+        raft_dir.parent.mkdir(parents=True, exist_ok=True)
+        storage = LmdbStorage.open(raft_dir, cluster_id=options.cluster_id, node_id=options.node_id)
+        try:
+            self.started_at_s = trio.current_time()
+            runtime = RaftRuntime(self.raft_config(), storage, self.machine,
+                                  send=lambda message: transport.send(message),
+                                  rng=random.Random(), options=RuntimeOptions(
+                                      snapshot_entries=options.snapshot_entries))
+            transport = Transport(node_id=options.node_id, cluster_id=options.cluster_id,
+                                  secret=options.secret, listen=options.raft_address,
+                                  peers=options.peers, deliver=runtime.deliver)
+            self.runtime, self.transport = runtime, transport
+            async with trio.open_nursery() as nursery:
+                await nursery.start(runtime.run)
+                await nursery.start(transport.run)
+                await self._start_http(nursery)
+                for service in self.services:
+                    nursery.start_soon(service, self)
+                log.info("%s ready: raft %s:%s, http %s:%s, data %s", options.node_id,
+                         options.raft_address[0], transport.bound_port, options.http_address[0],
+                         self.http_port, options.data_dir)
+                task_status.started()
+        finally:
+            storage.close()
+
+    def _http_config(self) -> HypercornConfig:
+        host, port = self.options.http_address
+        config = HypercornConfig()
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("raftcron.http")
+        config.graceful_timeout = 1.0
+        config.keep_alive_timeout = 30.0
+        config.include_server_header = False
+        return config
+
+    async def _start_http(self, nursery: trio.Nursery) -> None:
+        from scheduler.http_api import build_app  # late: the API module imports this one
+
+        bound: list[str] = await nursery.start(serve, build_app(self), self._http_config())
+        self.http_port = int(bound[0].rsplit(":", 1)[1])
