@@ -228,13 +228,15 @@ class RaftNode:
         self._maybe_commit()
         return entry.index, entry.term
 
-    def read_index(self, context: int, *, lease: bool = False) -> None:
+    def read_index(self, context: int, *, lease: bool = False, now: float | None = None) -> None:
         """Ask for a linearizable read point; a `ReadState(context, index)` comes out in a later
         Ready once a quorum confirmed this node still leads (thesis §6.4, no log write).
 
         With `lease=True` the leader answers at once while its lease holds (thesis §6.4.1):
         safe only if no clock runs faster or slower than `clock_drift_rate_max` allows and no
         clock jumps, and only with check-quorum (followers refuse votes while in lease)."""
+        if now is not None:
+            self._now = now  # judge the lease by the caller's clock, not the last tick's
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader)
         if "stale-read" in self._bugs:
