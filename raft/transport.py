@@ -356,6 +356,9 @@ class Transport:
             with trio.move_on_after(self.options.inbound_idle_timeout_s) as idle:
                 data = await stream.receive_some(self.options.read_bytes_max)
             if idle.cancelled_caught or not data:
+                if decoder.buffered_bytes:
+                    self._count_error(label, FrameError(
+                        "truncated", f"connection ended inside a frame ({decoder.buffered_bytes} bytes)"))
                 return
             self.stats.bytes_received += len(data)
             decoder.feed(data)

@@ -1,0 +1,147 @@
+"""`RaftRuntime` on trio, three nodes in one process over an in-memory network, on a MockClock.
+
+These pin the runtime's promises (raft/trio_driver.py Rules 1-5) without sockets or disks:
+a proposal is answered with its result once applied, a read waits for the commit point of its
+arrival, and a deposed leader fails what it can no longer answer instead of hanging.
+"""
+
+from __future__ import annotations
+
+import random
+
+import msgpack
+import pytest
+import trio
+import trio.testing
+
+from raft.config import RaftConfig
+from raft.errors import NotLeader, ProposalDropped
+from raft.messages import Message, RequestVote
+from raft.progress import Role
+from raft.storage import MemoryStorage
+from raft.trio_driver import ProposalTimeout, RaftRuntime
+from sim.statemachine import KVStateMachine
+
+IDS = ("n1", "n2", "n3")
+
+
+class Network:
+    """Delivers at once, unless a node is cut off."""
+
+    def __init__(self) -> None:
+        self.runtimes: dict[str, RaftRuntime] = {}
+        self.cut: set[str] = set()
+
+    def send(self, message: Message) -> None:
+        if message.src in self.cut or message.dst in self.cut:
+            return
+        target = self.runtimes.get(message.dst)
+        if target is not None:
+            target.deliver(message)
+
+
+async def start(nursery: trio.Nursery, network: Network, seed: int = 1) -> dict[str, RaftRuntime]:
+    for index, node_id in enumerate(IDS):
+        config = RaftConfig(node_id=node_id, peers=frozenset(IDS))
+        runtime = RaftRuntime(config, MemoryStorage(), KVStateMachine(), send=network.send,
+                              rng=random.Random(seed + index))
+        network.runtimes[node_id] = runtime
+        await nursery.start(runtime.run)
+    return network.runtimes
+
+
+async def wait_leader(runtimes: dict[str, RaftRuntime], exclude: str | None = None) -> RaftRuntime:
+    with trio.fail_after(10):
+        while True:
+            for node_id, runtime in runtimes.items():
+                if node_id != exclude and runtime.node.role is Role.LEADER:
+                    return runtime
+            await trio.sleep(0.01)
+
+
+def write(key: int, value: int) -> bytes:
+    return msgpack.packb([0, "write", key, value])
+
+
+def test_a_proposal_returns_the_state_machines_result_once_applied() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            runtimes = await start(nursery, Network())
+            leader = await wait_leader(runtimes)
+            result = await leader.propose(write(1, 42), timeout_s=5)
+            assert result is True
+            index = await leader.read_index(timeout_s=5)
+            assert index >= 2
+            machine = leader.machine
+            assert isinstance(machine, KVStateMachine) and machine.read(1) == 42
+            follower = next(r for r in runtimes.values() if r is not leader)
+            with pytest.raises(NotLeader):
+                await follower.propose(write(1, 1), timeout_s=5)
+            assert await follower.wait_applied(index, timeout_s=5)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_concurrent_proposals_are_all_answered() -> None:
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            runtimes = await start(nursery, Network())
+            leader = await wait_leader(runtimes)
+            answers: list[object] = []
+
+            async def one(value: int) -> None:
+                answers.append(await leader.propose(write(value % 3, value), timeout_s=5))
+
+            async with trio.open_nursery() as clients:
+                for value in range(50):
+                    clients.start_soon(one, value)
+            assert answers == [True] * 50
+            assert leader.stats.proposals_committed == 50
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_a_cut_off_leader_times_out_or_drops_and_a_new_leader_takes_writes() -> None:
+    async def main() -> None:
+        network = Network()
+        async with trio.open_nursery() as nursery:
+            runtimes = await start(nursery, network)
+            old = await wait_leader(runtimes)
+            network.cut.add(old.config.node_id)
+            with pytest.raises((ProposalTimeout, ProposalDropped, NotLeader)):
+                await old.propose(write(1, 7), timeout_s=2)
+            new = await wait_leader(runtimes, exclude=old.config.node_id)
+            assert await new.propose(write(1, 8), timeout_s=5) is True
+            with trio.fail_after(5):
+                while old.node.role is Role.LEADER:  # check-quorum deposes it
+                    await trio.sleep(0.05)
+            with pytest.raises(NotLeader):
+                await old.read_index(timeout_s=1)
+            network.cut.clear()
+            assert await old.wait_applied(new.node.commit_index, timeout_s=5)
+            old_machine = old.machine
+            assert isinstance(old_machine, KVStateMachine) and old_machine.read(1) == 8
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_inbox_is_bounded() -> None:
+    async def main() -> None:
+        network = Network()
+        async with trio.open_nursery() as nursery:
+            runtimes = await start(nursery, network)
+            leader = await wait_leader(runtimes)
+            follower = next(r for r in runtimes.values() if r is not leader)
+            capacity = follower.options.inbox_capacity
+            stale = RequestVote(src=leader.config.node_id, dst=follower.config.node_id, term=0,
+                                last_log_index=0, last_log_term=0)
+            for _ in range(capacity + 10):
+                follower.deliver(stale)
+            assert follower.stats.inbox_dropped >= 10
+            assert leader.node.role is Role.LEADER
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
