@@ -251,7 +251,10 @@ class SimCluster:
         assert raft is not None
         local = node.clock.local(self.now)
         deadline = raft.next_deadline()
-        if local < deadline < local + 1e-6:
+        if deadline >= local + 1e-6:
+            self._reschedule(node)  # armed early on purpose (see `_reschedule`): re-arm, no tick
+            return
+        if local < deadline:
             local = deadline  # true_at() and local() round differently; the timer is due
         raft.tick(local)
         self._process(node)
@@ -282,7 +285,10 @@ class SimCluster:
         raft = node.raft
         assert raft is not None
         at = node.clock.true_at(raft.next_deadline())
-        if at == node.timer_at:
+        if at >= node.timer_at:
+            # The armed event fires no later than needed; `_timer` re-arms it if the deadline
+            # moved on. A follower's election deadline moves later on every append it gets, and
+            # pushing a fresh heap event each time cost a push and a stale pop per message.
             return
         node.timer_gen += 1
         node.timer_at = at
