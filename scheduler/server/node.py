@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -25,19 +26,25 @@ from raft.config import RaftConfig
 from raft.lmdb_storage import LmdbStorage
 from raft.transport import Transport
 from raft.trio_driver import RaftRuntime, RuntimeOptions
+from scheduler.machine import SchedulerStateMachine
 from scheduler.server.machine import KVPart, Part, ServerMachine
 from scheduler.server.options import ServerOptions
 
 __all__ = ["Server"]
 
 log = logging.getLogger("raftcron.server")
+LOCAL_RESULTS_MAX = 256
 
 
 class Server:
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
         self.kv = KVPart()
-        self.parts: dict[str, Part] = {"kv": self.kv}
+        self.scheduler = SchedulerStateMachine()
+        self.parts: dict[str, Part] = {"kv": self.kv, "sched": self.scheduler}
+        self.job_locks: dict[str, trio.Lock] = {}  # jobs_api Rule 3
+        # The last results of attempts run on this node (output stays local, bounded).
+        self.local_results: deque[dict[str, Any]] = deque(maxlen=LOCAL_RESULTS_MAX)
         self.machine = ServerMachine(self.parts)
         self.runtime: RaftRuntime | None = None
         self.transport: Transport | None = None
