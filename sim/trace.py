@@ -22,7 +22,7 @@ class TraceWriter:
     def write(self, true_ms: float, node: str, local_ms: float, kind: str, fields: dict[str, Any]) -> None:
         record: dict[str, Any] = {"t": round(true_ms, 3), "node": node, "local": round(local_ms, 3), "kind": kind}
         record.update(fields)
-        line = json.dumps(record, separators=(",", ":"), default=_default)
+        line = _ENCODER.encode(record)  # json.dumps(record, separators=..., default=_default) builds one per call
         self._hash.update(line.encode())
         self._hash.update(b"\n")
         self.lines += 1
@@ -47,3 +47,6 @@ def _default(value: Any) -> Any:
 def read_trace(path: str) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)
