@@ -160,9 +160,10 @@ class RaftLog:
         self.stable = max(self.stable, index) if self.entries else index
 
     def check(self) -> None:
+        last = self.snapshot_index + len(self.entries)  # runs on every advance: no property calls
         assert self.snapshot_index <= self.applied, (self.snapshot_index, self.applied)
         assert self.applied <= self.committed, (self.applied, self.committed)
-        assert self.committed <= self.last_index, (self.committed, self.last_index)
-        assert self.snapshot_index <= self.stable <= self.last_index, (self.stable, self.last_index)
+        assert self.committed <= last, (self.committed, last)
+        assert self.snapshot_index <= self.stable <= last, (self.stable, last)
         if self.entries:
             assert self.entries[0].index == self.snapshot_index + 1

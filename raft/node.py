@@ -595,7 +595,8 @@ class RaftNode:
 
     def _on_entries_replaced(self, first_index: int) -> None:
         """Entries from `first_index` on are new: drop configs they replaced, adopt new ones."""
-        self._configs = [(i, c) for i, c in self._configs if i < first_index]
+        if self._configs and self._configs[-1][0] >= first_index:  # kept in index order
+            self._configs = [(i, c) for i, c in self._configs if i < first_index]
         for entry in self._log.entries[first_index - self._log.snapshot_index - 1:]:
             if entry.kind is EntryKind.CONFIG:
                 self._configs.append((entry.index, decode_config(entry.data)))
@@ -701,16 +702,16 @@ class RaftNode:
             return
         if progress.state is ReplicationState.PROBE and progress.probe_sent:
             return
+        log = self._log
+        if progress.next > log.last_index and progress.state is ReplicationState.REPLICATE:
+            return  # nothing new; heartbeats carry the commit index
         if len(progress.inflight) >= self.cfg.inflight_messages_max:
             return
-        log = self._log
         prev = progress.next - 1
         prev_term = log.term(prev)
         if prev_term is None:
             self._start_snapshot(peer, progress)
             return
-        if progress.next > log.last_index and progress.state is ReplicationState.REPLICATE:
-            return  # nothing new; heartbeats carry the commit index
         hi = min(log.last_index + 1, progress.next + self.cfg.entries_per_message_max)
         entries = tuple(log.slice(progress.next, hi, self.cfg.bytes_per_message_max)) if progress.next <= log.last_index else ()
         self._send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
