@@ -1,0 +1,193 @@
+"""`raftcron bench sim`: simulated seconds per wall second, and raw event dispatch vs SimPy.
+
+Ours, for a 5-server cluster (150-300 ms election timeouts, 50 ms heartbeats, 1-5 ms
+latency, no faults): idle; with 100 proposals/s; with 1,000 scheduler jobs firing every second
+(when the simulator can drive the scheduler's state machine). Each scenario reports
+`sim_speedup` (simulated s / wall s), `events_s` (heap events handled per wall second) and
+`messages_s` (Raft messages per wall second).
+
+The peer, SimPy, has no Raft: it gets the same traffic as our idle cluster, as idiomatic SimPy
+processes. A leader process wakes every 50 ms and sends a heartbeat to each of four followers;
+each message is a `timeout(latency)` whose callback puts it in the receiver's `Store`; each
+follower process waits for `inbox.get() | timeout(election)` and answers. That is the same
+message count per simulated second as our idle cluster (checked: `messages` in both samples),
+so the idle ratio reads "what all of Raft, the safety observer and the trace cost on top of
+plain event dispatch".
+
+The full Figure 16 reproduction (papers/raft_election/fig16.py, 11 configurations) is timed
+once per invocation (it is minutes long; `--quick` runs 3 trials per configuration).
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import time
+from typing import Any
+
+from papers.perf.harness import BenchContext, BenchResult, Sample, Target, alternate, summarise
+from papers.perf.peers import python_module
+
+NODES = 5
+HEARTBEAT_MS = 50.0
+ELECTION_MS = (150.0, 300.0)
+LATENCY_MS = (1.0, 5.0)
+JOBS = 1000
+
+
+def run(ctx: BenchContext) -> BenchResult:
+    idle_s, busy_s = (5.0, 2.0) if ctx.quick else (60.0, 20.0)
+    settings: dict[str, Any] = {
+        "nodes": NODES, "election_timeout_ms": list(ELECTION_MS), "heartbeat_ms": HEARTBEAT_MS,
+        "latency_ms": list(LATENCY_MS), "faults": "none", "idle_sim_seconds": idle_s,
+        "proposals_sim_seconds": busy_s, "proposals_per_second": 100, "jobs": JOBS,
+    }
+    result = BenchResult("sim", settings, ours={})
+    jobs_side = _jobs_scenario()
+    if jobs_side is None:
+        result.notes.append("jobs_1000 not run: the simulator has no scheduler workload yet")
+
+    def ours() -> Sample:
+        sample = {"idle": _ours(idle_s, 0.0), "proposals_100": _ours(busy_s, 100.0)}
+        if jobs_side is not None:
+            sample["jobs_1000"] = jobs_side(busy_s)
+        return sample
+
+    sides = {"ours": ours}
+    simpy, why = python_module("simpy", "simpy", install=ctx.install)
+    if simpy is not None:
+        sides["simpy"] = lambda: {"idle": _simpy_pingpong(simpy, idle_s)}
+        settings["simpy_version"] = getattr(simpy, "__version__", "?")
+    else:
+        result.skipped["simpy"] = why
+    samples = alternate(ctx.repeats, sides, ctx.say)
+    result.repeats = ctx.repeats
+    result.ours = summarise(samples["ours"])
+    if "simpy" in samples:
+        result.peers["simpy"] = summarise(samples["simpy"])
+        result.strongest = "simpy"
+    fig16 = _fig16(ctx)
+    if fig16 is not None:
+        result.ours["fig16"] = fig16
+    _targets(result, ctx)
+    return result
+
+
+# ---- ours ------------------------------------------------------------------------------------
+def _ours(seconds: float, rate: float) -> Sample:
+    from sim.runner import SimOptions, run_simulation
+
+    options = SimOptions(nodes=NODES, seconds=seconds, seed=1, faults=set(), proposals_per_second=rate)
+    started = time.perf_counter()
+    summary = run_simulation(options)
+    wall = time.perf_counter() - started
+    assert not summary["safety_violations"], summary["safety_violations"]
+    return {
+        "sim_speedup": seconds / wall,
+        "events_s": summary["events"] / wall,
+        "messages_s": summary["messages_sent"] / wall,
+        "messages": summary["messages_sent"],
+        "commits": summary["commits"],
+    }
+
+
+def _jobs_scenario() -> Any:
+    """A scheduler workload in the simulator, if one exists yet (sim/scheduler_workload or the
+    runner's `jobs` option); None otherwise. Looked up by name so this file does not break
+    while that part is being written."""
+    try:
+        module = importlib.import_module("sim.scheduler_workload")
+    except ImportError:
+        return None
+    runner = getattr(module, "bench_jobs", None)
+    if runner is None:
+        return None
+
+    def side(seconds: float) -> Sample:
+        started = time.perf_counter()
+        summary = runner(nodes=NODES, jobs=JOBS, seconds=seconds)
+        wall = time.perf_counter() - started
+        return {"sim_speedup": seconds / wall, "events_s": summary["events"] / wall,
+                "fires": summary.get("fires", 0)}
+
+    return side
+
+
+# ---- the peer: SimPy ping-pong ------------------------------------------------------------------
+def _simpy_pingpong(simpy: Any, seconds: float) -> Sample:
+    env = simpy.Environment()
+    rng = random.Random(1)
+    inboxes = {name: simpy.Store(env) for name in range(NODES)}
+    sent = [0]
+
+    def send(dst: int, message: tuple[str, int]) -> None:
+        sent[0] += 1
+        wire = env.timeout(rng.uniform(*LATENCY_MS))
+        wire.callbacks.append(lambda _event: inboxes[dst].put(message))
+
+    def leader() -> Any:
+        while True:
+            for follower in range(1, NODES):
+                send(follower, ("ping", 0))
+            yield env.timeout(HEARTBEAT_MS)
+
+    def leader_inbox() -> Any:
+        while True:
+            yield inboxes[0].get()
+
+    def follower(me: int) -> Any:
+        while True:
+            get = inboxes[me].get()
+            outcome = yield get | env.timeout(rng.uniform(*ELECTION_MS))
+            if get in outcome:
+                send(0, ("pong", me))
+            else:
+                get.cancel()  # an election timeout: a real node would campaign; none fires here
+
+    env.process(leader())
+    env.process(leader_inbox())
+    for me in range(1, NODES):
+        env.process(follower(me))
+    end = seconds * 1000.0
+    steps = 0
+    started = time.perf_counter()
+    while env.peek() <= end:
+        env.step()
+        steps += 1
+    wall = time.perf_counter() - started
+    return {"sim_speedup": seconds / wall, "events_s": steps / wall, "messages_s": sent[0] / wall,
+            "messages": sent[0]}
+
+
+# ---- Figure 16 ----------------------------------------------------------------------------------
+def _fig16(ctx: BenchContext) -> Sample | None:
+    """Time papers/raft_election/fig16.py's `run` once, at its defaults (the paper's trial
+    counts) or 3 trials a line with --quick. Any failure is a note, not a crash: that script is
+    a colleague's and may be mid-change."""
+    try:
+        fig16 = importlib.import_module("papers.raft_election.fig16")
+        options = fig16.Fig16Options(workers=2)
+        if ctx.quick:
+            options.trials = 3
+        configs = len(options.configs)
+        trials_for = getattr(options, "trials_for", None)
+        total = sum(trials_for(c) for c in options.configs) if trials_for else configs * options.trials
+        ctx.say(f"figure 16: {configs} configurations, {total} trials")
+        started = time.perf_counter()
+        fig16.run(options)
+        wall = time.perf_counter() - started
+    except Exception as error:  # noqa: BLE001 - reported, never fatal
+        ctx.say(f"figure 16 not timed: {type(error).__name__}: {error}")
+        return None
+    return {"wall_s": wall, "configurations": configs, "trials": total}
+
+
+def _targets(result: BenchResult, ctx: BenchContext) -> None:
+    ours = result.ours
+    result.targets.append(Target("idle: simulated s per wall s", ours["idle"]["sim_speedup"], 1000.0, ">="))
+    result.targets.append(Target("100 proposals/s: simulated s per wall s",
+                                 ours["proposals_100"]["sim_speedup"], 200.0, ">="))
+    fig16 = ours.get("fig16")
+    if fig16 is not None:
+        note = "quick: 3 trials per configuration" if ctx.quick else ""
+        result.targets.append(Target("Figure 16 reproduction, wall seconds", fig16["wall_s"], 120.0, "<=", note))
