@@ -17,6 +17,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "raftcron.cmd_sim",
     "raftcron.cmd_cron",
     "raftcron.cmd_jepsen",
+    "raftcron.cmd_bench",
     "raftcron.cmd_server",
     "raftcron.cmd_job",
 )
