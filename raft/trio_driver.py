@@ -157,6 +157,7 @@ class RaftRuntime:
         self._proposals: dict[int, tuple[int, _Waiter]] = {}
         self._reads = _Reads()
         self._applied_changed = trio.Event()
+        self._role_changed = trio.Event()
         self._role = self.node.role
         self._leader = self.node.leader
 
@@ -220,6 +221,10 @@ class RaftRuntime:
     def transfer_leadership(self, target: str) -> None:
         self.node.transfer_leadership(target)
         self._wakeup.set()
+
+    async def wait_role_change(self) -> None:
+        """Return at the next change of this node's role or of the leader it knows."""
+        await self._role_changed.wait()
 
     async def wait_applied(self, index: int, *, timeout_s: float) -> bool:
         """Wait until this node applied `index`; False on timeout."""
@@ -315,6 +320,8 @@ class RaftRuntime:
             self.stats.leader_changes += 1
         was_leader = self._role is Role.LEADER
         self._role, self._leader = self.node.role, self.node.leader
+        self._role_changed.set()
+        self._role_changed = trio.Event()
         if not was_leader or self._role is Role.LEADER:
             return
         error = NotLeader(self.node.leader)

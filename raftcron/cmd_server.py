@@ -91,6 +91,12 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
     parser.add_argument("--heartbeat-ms", type=float, default=50.0, help="heartbeat interval (default 50)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000,
                         help="compact the log after this many applied entries")
+    parser.add_argument("--tokens", type=int, default=16, help="job weight this node can run at once")
+    parser.add_argument("--reserved-tokens", type=int, default=0, help="tokens kept for priority-1 jobs")
+    parser.add_argument("--lease-ms", type=int, default=12_000,
+                        help="an attempt's lease; renewed every sixth of it (default 12000)")
+    parser.add_argument("--clock-offset-ms", type=int, default=2_000,
+                        help="assumed bound on clock offset between servers (default 2000)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
 
@@ -126,7 +132,9 @@ def _options(args: argparse.Namespace, *, voter: bool) -> Any:
             secret=load_secret(args.secret_file), token=load_token(args.token_file),
             insecure_http=args.insecure_http, voter=voter,
             election_timeout_ms=args.election_timeout_ms, heartbeat_interval_ms=args.heartbeat_ms,
-            snapshot_entries=args.snapshot_entries)
+            snapshot_entries=args.snapshot_entries, tokens=args.tokens,
+            reserved_tokens=args.reserved_tokens, lease_ms=args.lease_ms,
+            clock_offset_ms_max=args.clock_offset_ms)
     except OptionsError as error:
         raise UsageError(str(error)) from None
 
@@ -138,7 +146,8 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=numeric, stream=sys.stderr,
                         format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    logging.getLogger("hypercorn").setLevel(max(numeric, logging.WARNING))
+    for noisy in ("hypercorn", "httpx", "httpcore"):  # a line per request drowns the cluster's story
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
 def run_server(args: argparse.Namespace) -> int:

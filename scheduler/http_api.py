@@ -12,8 +12,8 @@ Rules:
      beyond the bound, before it is parsed.
   5. With a token configured every path but `/health` needs `Authorization: Bearer <token>`.
 
-The job routes come from `scheduler.server.jobs_api` once the scheduler state machine is
-mounted; this module holds the routes that need only Raft and the KV registers.
+The job routes live in `scheduler.server.jobs_api`, the servers' own in
+`scheduler.server.internal_api`; this module holds what needs only Raft and the KV registers.
 """
 
 from __future__ import annotations
@@ -296,15 +296,10 @@ def base_routes() -> list[Route]:
 
 
 def build_app(server: Server) -> ASGIApp:
-    routes = base_routes()
-    try:
-        from scheduler.server.jobs_api import job_routes
-    except ModuleNotFoundError as exc:  # the scheduler part is not built yet
-        if exc.name != "scheduler.server.jobs_api":
-            raise
-        job_routes = None
-    if job_routes is not None:
-        routes += job_routes()
+    from scheduler.server.internal_api import internal_routes
+    from scheduler.server.jobs_api import job_routes
+
+    routes = base_routes() + job_routes() + internal_routes()
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, NotLeader: _api_error})
     app.state.server = server
     return BearerAuth(app, server.options.token)

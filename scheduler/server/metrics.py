@@ -69,6 +69,7 @@ def render_metrics(server: Server) -> str:
         ({**me, "kind": "taken"}, stats.snapshots_taken),
         ({**me, "kind": "installed"}, stats.snapshots_installed)])
     lines += _transport_lines(server, me)
+    lines += _scheduler_lines(server, me)
     for extra in server.metric_sources:
         lines += extra()
     return "\n".join(lines) + "\n"
@@ -89,4 +90,38 @@ def _transport_lines(server: Server, me: dict[str, str]) -> list[str]:
     lines += _family("raftcron_transport_send_dropped_total", "counter",
                      "Messages dropped before sending (queue full, peer unreachable).",
                      [({**me, "peer": peer}, count) for peer, count in sorted(tstats.send_dropped.items())])
+    return lines
+
+
+def _scheduler_lines(server: Server, me: dict[str, str]) -> list[str]:
+    state = server.scheduler.state
+    totals = state.totals
+    lines = _family("raftcron_ticks_total", "counter",
+                    "Ticks by outcome in the replicated state (fired, skipped, missed).",
+                    [({**me, "outcome": kind}, totals.get(kind, 0)) for kind in ("fired", "skipped", "missed")])
+    lines += _family("raftcron_missed_ticks_total", "counter", "Ticks recorded as missed.",
+                     [(me, totals.get("missed", 0))])
+    lines += _family("raftcron_commands_rejected_total", "counter",
+                     "Scheduler commands the state machine rejected.", [(me, totals.get("rejected", 0))])
+    by_state: dict[str, int] = {}
+    for execution in state.executions.values():
+        by_state[execution.state] = by_state.get(execution.state, 0) + 1
+    lines += _family("raftcron_executions", "gauge", "Live executions by state.",
+                     [({**me, "state": name}, count) for name, count in sorted(by_state.items())])
+    lines += _family("raftcron_jobs", "gauge", "Jobs defined.", [(me, len(state.jobs))])
+    agent = server.agent_service
+    if agent is not None:
+        stats = agent.stats
+        lines += _family("raftcron_attempts_run_total", "counter", "Attempts run on this node by result.", [
+            ({**me, "result": "succeeded"}, stats.succeeded), ({**me, "result": "failed"}, stats.failed),
+            ({**me, "result": "abandoned"}, stats.abandoned),
+            ({**me, "result": "stale_lease"}, stats.skipped_stale)])
+        lines += _family("raftcron_attempts_running", "gauge", "Attempts running on this node now.",
+                         [(me, len(agent.runs))])
+    leader = server.leader_service
+    if leader is not None:
+        planner = leader.planner
+        lines += _family("raftcron_planner_fires_proposed_total", "counter",
+                         "Fire items proposed by this node's planner in its current term.",
+                         [(me, planner.proposed_fires if planner is not None else 0)])
     return lines

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,12 @@ from raft.config import RaftConfig
 from raft.lmdb_storage import LmdbStorage
 from raft.transport import Transport
 from raft.trio_driver import RaftRuntime, RuntimeOptions
+from scheduler.commands import AttemptKey
+from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
+from scheduler.planner import AgentInfo, PlannerPolicy
+from scheduler.server.agent import AgentService
+from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
 from scheduler.server.options import ServerOptions
 
@@ -50,10 +55,10 @@ class Server:
         self.transport: Transport | None = None
         self.http_port: int | None = None
         self.started_at_s = 0.0
-        # Extra tasks (the scheduler's planner and executors) started beside the runtime.
-        self.services: list[Callable[[Server], Awaitable[None]]] = []
         # Extra /metrics families (the scheduler's fires, missed ticks, executions).
         self.metric_sources: list[Callable[[], list[str]]] = []
+        self.leader_service: LeaderService | None = None
+        self.agent_service: AgentService | None = None
 
     @property
     def raft(self) -> RaftRuntime:
@@ -85,18 +90,37 @@ class Server:
                                   secret=options.secret, listen=options.raft_address,
                                   peers=options.peers, deliver=runtime.deliver)
             self.runtime, self.transport = runtime, transport
+            # Services register as appliers before the first Ready replays the log.
+            policy = self.planner_policy()
+            self.leader_service = LeaderService(self, policy) if options.voter else None
+            self.agent_service = AgentService(self, policy.lease,
+                                              replay_until=storage.initial_state().commit)
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
                 await nursery.start(transport.run)
                 await self._start_http(nursery)
-                for service in self.services:
-                    nursery.start_soon(service, self)
+                if self.leader_service is not None:
+                    nursery.start_soon(self.leader_service.run)
+                nursery.start_soon(self.agent_service.run)
                 log.info("%s ready: raft %s:%s, http %s:%s, data %s", options.node_id,
                          options.raft_address[0], transport.bound_port, options.http_address[0],
                          self.http_port, options.data_dir)
                 task_status.started()
         finally:
             storage.close()
+
+    def planner_policy(self) -> PlannerPolicy:
+        """Leases sized for real servers (docs/operations.md explains the clock bound D)."""
+        return PlannerPolicy(lease=LeasePolicy(lease_ms=self.options.lease_ms,
+                                               renew_every_ms=self.options.lease_ms // 6,
+                                               max_offset_ms=self.options.clock_offset_ms_max))
+
+    def report_to_planner(self, node: str, info: AgentInfo, renew: list[AttemptKey],
+                          finish: list[tuple[AttemptKey, bool, str]], claim: list[AttemptKey]) -> bool:
+        """An agent's report, for this server's planner; False unless it is planning."""
+        if self.leader_service is None:
+            return False
+        return self.leader_service.report(node, info, renew, finish, claim)
 
     def _http_config(self) -> HypercornConfig:
         host, port = self.options.http_address

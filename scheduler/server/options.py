@@ -48,6 +48,10 @@ class ServerOptions:
     heartbeat_interval_ms: float = 50.0
     request_timeout_s: float = 5.0
     snapshot_entries: int = 10_000
+    tokens: int = 16  # capacity for job weights on this node (Dianemo tokens)
+    reserved_tokens: int = 0  # kept for priority-1 jobs
+    lease_ms: int = 12_000  # an attempt's lease; renewed every lease_ms / 6
+    clock_offset_ms_max: int = 2_000  # the assumed bound on clock offset between servers (δ)
 
     def __post_init__(self) -> None:
         if not self.node_id or len(self.node_id) > NODE_ID_CHARS_MAX or not self.node_id.isprintable():
@@ -65,6 +69,15 @@ class ServerOptions:
                 f"{TOKEN_ENV} or --token-file FILE (or pass --insecure-http if you really mean it)")
         if not 0 < self.heartbeat_interval_ms < self.election_timeout_ms:
             raise OptionsError("--heartbeat-ms must be positive and below --election-timeout-ms")
+        if not 0 <= self.reserved_tokens <= self.tokens:
+            raise OptionsError("--reserved-tokens must be between 0 and --tokens")
+        from scheduler.leases import LeasePolicy
+
+        try:
+            LeasePolicy(lease_ms=self.lease_ms, renew_every_ms=self.lease_ms // 6,
+                        max_offset_ms=self.clock_offset_ms_max).validate()
+        except ValueError as exc:
+            raise OptionsError(f"--lease-ms / --clock-offset-ms: {exc}") from exc
 
     @property
     def raft_peer_ids(self) -> frozenset[str]:
