@@ -85,7 +85,7 @@ def _tag(secret: bytes | None, envelope: bytes) -> bytes:
 
 def encode_frame(payload: bytes, *, cluster_id: str, sender: str, secret: bytes | None) -> bytes:
     """One complete frame (length prefix included) carrying `payload`."""
-    envelope = msgpack.packb([PROTOCOL_VERSION, cluster_id, sender, payload], use_bin_type=True)
+    envelope: bytes = msgpack.packb([PROTOCOL_VERSION, cluster_id, sender, payload], use_bin_type=True)
     tag = _tag(secret, envelope)
     assert len(tag) == TAG_BYTES
     return _LENGTH.pack(TAG_BYTES + len(envelope)) + tag + envelope

@@ -118,7 +118,8 @@ class _Waiter:
 
 
 def now_ms() -> float:
-    return trio.current_time() * 1000.0
+    seconds: float = trio.current_time()
+    return seconds * 1000.0
 
 
 @dataclass(slots=True)

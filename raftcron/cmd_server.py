@@ -204,7 +204,8 @@ def run_cluster_up(args: argparse.Namespace) -> int:
     for node in plan.nodes:
         print(f"  {node.node_id}: http://{node.http[0]}:{node.http[1]}  raft {node.raft[0]}:{node.raft[1]}",
               file=sys.stderr)
-    return trio.run(LocalCluster(plan).run_foreground)
+    code: int = trio.run(LocalCluster(plan).run_foreground)
+    return code
 
 
 # ---- cluster status --------------------------------------------------------------------------------
@@ -249,7 +250,7 @@ def _print_status_table(rows: list[dict[str, Any]]) -> None:
             continue
         print(f"{row['id']:<6} {row['role']:<14} {row['term']:>6} {row['leader'] or '-':<8} "
               f"{row['commit_index']:>8} {row['applied_index']:>8}  {row['endpoint']}")
-    leaders = {row.get("leader") for row in rows if row.get("leader")}
+    leaders: set[str] = {row["leader"] for row in rows if row.get("leader")}
     print(f"leader: {', '.join(sorted(leaders)) if leaders else 'none'}"
           + ("  (members disagree)" if len(leaders) > 1 else ""))
 

@@ -47,12 +47,14 @@ def encode_put(key: str, value: str, *, expect_version: int | None = None,
                expect_value: str | None = None) -> bytes:
     """The replicated command for a put; `value` and `expect_value` are canonical JSON."""
     version = _ABSENT if expect_version is None else expect_version
-    return msgpack.packb(["put", key, value, version, expect_value], use_bin_type=True)
+    packed: bytes = msgpack.packb(["put", key, value, version, expect_value], use_bin_type=True)
+    return packed
 
 
 def encode_delete(key: str, *, expect_version: int | None = None) -> bytes:
     version = _ABSENT if expect_version is None else expect_version
-    return msgpack.packb(["delete", key, None, version, None], use_bin_type=True)
+    packed: bytes = msgpack.packb(["delete", key, None, version, None], use_bin_type=True)
+    return packed
 
 
 class KVStore:

@@ -28,7 +28,8 @@ class Part(Protocol):
 
 def envelope(part: str, payload: bytes) -> bytes:
     """The log entry for `payload`, addressed to `part`."""
-    return msgpack.packb([part, payload], use_bin_type=True)
+    packed: bytes = msgpack.packb([part, payload], use_bin_type=True)
+    return packed
 
 
 class KVPart:
@@ -41,7 +42,8 @@ class KVPart:
         return self.store.apply(index, data)
 
     def snapshot(self) -> bytes:
-        return msgpack.packb(self.store.snapshot_state(), use_bin_type=True)
+        packed: bytes = msgpack.packb(self.store.snapshot_state(), use_bin_type=True)
+        return packed
 
     def restore(self, data: bytes) -> None:
         self.store.restore_state(msgpack.unpackb(data, raw=False))
@@ -70,9 +72,10 @@ class ServerMachine:
         self.applied = index
 
     def snapshot(self) -> bytes:
-        return msgpack.packb(
+        packed: bytes = msgpack.packb(
             [self.applied, {name: part.snapshot() for name, part in sorted(self.parts.items())}],
             use_bin_type=True)
+        return packed
 
     def restore(self, data: bytes) -> None:
         applied, snapshots = msgpack.unpackb(data, raw=False)

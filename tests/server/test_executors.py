@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import trio
 
-from scheduler.server.executors import AttemptInfo, run_executor, run_http, run_shell
+from scheduler.server.executors import AttemptInfo, ExecutionResult, run_executor, run_http, run_shell
 
 INFO = AttemptInfo(job="backup", tick_ms=1_700_000_000_000, slot=0, attempt=2, node="n1")
 
 
-def run(coro_fn, *args):  # type: ignore[no-untyped-def]
-    return trio.run(coro_fn, *args)
+def run(function: Callable[..., Awaitable[ExecutionResult]], *args: Any) -> ExecutionResult:
+    result: ExecutionResult = trio.run(function, *args)
+    return result
 
 
 def test_a_command_runs_without_a_shell_and_sees_its_attempt_in_the_environment() -> None:

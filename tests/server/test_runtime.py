@@ -60,7 +60,8 @@ async def wait_leader(runtimes: dict[str, RaftRuntime], exclude: str | None = No
 
 
 def write(key: int, value: int) -> bytes:
-    return msgpack.packb([0, "write", key, value])
+    packed: bytes = msgpack.packb([0, "write", key, value])
+    return packed
 
 
 def test_a_proposal_returns_the_state_machines_result_once_applied() -> None:
