@@ -186,6 +186,7 @@ async def _serve_until_signal(server: Any) -> None:
             nursery.start_soon(server.run)
             async for signum in signals:
                 log.info("%s stopping on %s", server.options.node_id, signal.Signals(signum).name)
+                await server.hand_over()
                 nursery.cancel_scope.cancel()
                 break
 

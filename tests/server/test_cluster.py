@@ -100,3 +100,15 @@ def test_hostile_frames_on_the_raft_port_are_counted_and_the_node_keeps_serving(
     assert cluster.leader() == target  # the forged vote request with a huge term changed nothing
     assert put(client, "z", "still serving")["ok"]
     client.close()
+
+
+def test_sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly(cluster: ProcessCluster) -> None:
+    old = cluster.wait_leader()
+    term = cluster.status(old)["term"]  # type: ignore[index]
+    cluster.kill(old, signal.SIGTERM)
+    assert cluster.processes[old].returncode == 0
+    new = cluster.wait_leader(not_=old)
+    status = cluster.status(new)
+    assert status is not None and status["term"] > term
+    log = (cluster.plan.directory / f"{old}.log").read_text()
+    assert f"hands leadership to {new}" in log
