@@ -32,6 +32,7 @@ def test_interaction(path: Path, request: pytest.FixtureRequest) -> None:
         return
     if actual != expected:
         names = f"{path.name} (expected)", f"{path.name} (actual)"
-        diff = difflib.unified_diff(expected.splitlines(), actual.splitlines(), *names, lineterm="", n=4)
+        old, new = expected.splitlines(), actual.splitlines()
+        diff = difflib.unified_diff(old, new, *names, lineterm="", n=4)
         hint = "scenario output differs; `pytest tests/raft --rewrite` accepts it"
         pytest.fail(hint + ":\n" + "\n".join(diff), pytrace=False)
