@@ -229,6 +229,7 @@ class Transport:
         self.stats = TransportStats()
         self._errors = RateLimitedLog(options.error_log_interval_s, trio.current_time)
         self._queues: dict[str, trio.MemorySendChannel[Message]] = {}
+        self._nursery: trio.Nursery | None = None
         self._inbound = 0
         self.bound_port: int | None = None
 
@@ -245,6 +246,21 @@ class Transport:
         except trio.WouldBlock:
             self._count_drop(message.dst)
 
+    def add_peer(self, peer: str, address: tuple[str, int]) -> None:
+        """A node that joined later (a learner): send to it and accept its frames. Safe to call
+        before `run` (its sender starts with the others) and again with a new address."""
+        if peer == self.node_id:
+            return
+        self._peers[peer] = address
+        if self._nursery is not None and peer not in self._queues:
+            self._start_sender(self._nursery, peer)
+
+    def _start_sender(self, nursery: trio.Nursery, peer: str) -> None:
+        send_channel, receive_channel = trio.open_memory_channel[Message](
+            self.options.send_queue_capacity)
+        self._queues[peer] = send_channel
+        nursery.start_soon(self._sender, peer, receive_channel)
+
     def _count_drop(self, peer: str) -> None:
         self.stats.send_dropped[peer] = self.stats.send_dropped.get(peer, 0) + 1
 
@@ -255,16 +271,13 @@ class Transport:
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.bound_port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
-            for peer, address in sorted(self._peers.items()):
-                send_channel, receive_channel = trio.open_memory_channel[Message](
-                    self.options.send_queue_capacity)
-                self._queues[peer] = send_channel
-                nursery.start_soon(self._sender, peer, address, receive_channel)
+            self._nursery = nursery
+            for peer in sorted(self._peers):
+                self._start_sender(nursery, peer)
             await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
             task_status.started(self.bound_port)
 
-    async def _sender(self, peer: str, address: tuple[str, int],
-                      queue: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _sender(self, peer: str, queue: trio.MemoryReceiveChannel[Message]) -> None:
         """Connect lazily, write batches, reconnect with capped backoff. While disconnected,
         messages are drained and dropped so that a reconnect never delivers stale ones."""
         stream: trio.SocketStream | None = None
@@ -274,7 +287,7 @@ class Transport:
             async for message in queue:
                 batch = self._batch(message, queue)
                 if stream is None and trio.current_time() >= retry_at:
-                    stream = await self._connect(peer, address)
+                    stream = await self._connect(peer, self._peers[peer])
                     if stream is None:
                         retry_at = trio.current_time() + backoff_s
                         backoff_s = min(backoff_s * 2, self.options.reconnect_backoff_s_max)

@@ -36,7 +36,7 @@ from raft.config import RaftConfig
 from raft.driver import handle_ready
 from raft.errors import NotLeader, ProposalDropped, RaftError
 from raft.messages import Entry, EntryKind, Message, Snapshot
-from raft.node import RaftNode
+from raft.node import ConfChange, RaftNode
 from raft.progress import Role
 from raft.ready import Ready, TraceEvent
 from raft.storage import Storage
@@ -176,11 +176,19 @@ class RaftRuntime:
 
         Raises NotLeader (with a hint) and ProposalDropped before anything is appended, so
         those are safe to retry elsewhere; ProposalTimeout means the outcome is unknown."""
+        return await self._append_and_wait(lambda: self.node.propose(data), timeout_s)
+
+    async def change_config(self, change: ConfChange, *, timeout_s: float) -> None:
+        """One membership change (thesis §4.1), answered once applied here; same errors as
+        `propose` (ProposalDropped also while another change is uncommitted)."""
+        await self._append_and_wait(lambda: self.node.propose_config_change(change), timeout_s)
+
+    async def _append_and_wait(self, append: Callable[[], tuple[int, int]], timeout_s: float) -> Any:
         if len(self._proposals) >= self.options.proposals_pending_max:
             self.stats.proposals_rejected += 1
             raise ProposalDropped("too many proposals in flight; retry later")
         try:
-            index, term = self.node.propose(data)
+            index, term = append()
         except (NotLeader, ProposalDropped):
             self.stats.proposals_rejected += 1
             raise

@@ -109,7 +109,7 @@ def _not_leader(request: Request, error: NotLeader) -> Response:
     """Rule 2: point the client at the leader's API, keeping path and query."""
     server = server_of(request)
     leader = error.leader_hint or server.raft.node.leader
-    address = server.options.peers_http.get(leader) if leader else None
+    address = server.http_address(leader) if leader else None
     body: dict[str, Any] = {"error": "this server is not the leader", "leader": leader}
     if address is None:
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
@@ -152,8 +152,8 @@ class BearerAuth:
 def member(server: Server, node_id: str) -> dict[str, Any]:
     options = server.options
     runtime = server.raft
-    raft_address = options.peers.get(node_id)
-    http_address = options.peers_http.get(node_id)
+    raft_address = server.raft_address(node_id)
+    http_address = server.http_address(node_id)
     config = runtime.node.config
     result: dict[str, Any] = {
         "id": node_id, "name": node_id,
@@ -202,7 +202,7 @@ async def is_leader(request: Request) -> Response:
 async def members(request: Request) -> Response:
     server = server_of(request)
     config = server.raft.node.config
-    ids = sorted(config.members | set(server.options.peers) | {server.options.node_id})
+    ids = sorted(config.members | set(server.options.peers) | set(server.joined) | {server.options.node_id})
     return JSONResponse([member(server, node_id) for node_id in ids])
 
 

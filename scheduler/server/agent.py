@@ -61,6 +61,29 @@ class AgentStats:
     reports_failed: int = 0
 
 
+async def join_cluster(server: Server, period_s: float = 1.0) -> None:
+    """An agent asks the servers to add it as a learner until the replicated configuration
+    names it (a restarted agent is already named and asks nothing)."""
+    options = server.options
+    own_raft = f"{options.raft_address[0]}:{server.transport.bound_port if server.transport else options.raft_address[1]}"
+    own_http = f"{options.http_address[0]}:{server.http_port or options.http_address[1]}"
+    body = {"node": options.node_id, "raft": own_raft, "http": own_http}
+    headers = {"Authorization": f"Bearer {options.token}"} if options.token else {}
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as http:
+        while options.node_id not in server.raft.node.config.members:
+            for host, port in options.peers_http.values():
+                try:
+                    response = await http.post(f"http://{host}:{port}/v1/internal/join", json=body)
+                    if response.status_code == 307:
+                        response = await http.post(response.headers["location"], json=body)
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    log.info("%s joined as a learner", options.node_id)
+                    break
+            await trio.sleep(period_s)
+
+
 def report_body(node: str, info: AgentInfo, renew: list[AttemptKey],
                 finish: list[tuple[AttemptKey, bool, str]], claim: list[AttemptKey]) -> dict[str, Any]:
     return {"node": node, "tags": info.tags, "tokens": info.tokens,
@@ -208,7 +231,7 @@ class AgentService:
         if leader == self.node:
             server.report_to_planner(self.node, self.info, renew, finish, claim)
             return
-        address = server.options.peers_http.get(leader)
+        address = server.http_address(leader)
         if address is None:
             self.stats.reports_failed += 1
             return

@@ -1,4 +1,5 @@
-"""Routes servers use among themselves: an agent's report to the leader's planner.
+"""Routes nodes use among themselves: an agent's report to the leader's planner, and an
+agent's request to join as a learner (`POST /v1/internal/join`).
 
 `POST /v1/internal/report` carries one agent's heartbeat (tags, tokens, load) and the
 renewals, finishes and claims it wants proposed. Only the leader plans, so elsewhere it is
@@ -14,9 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from raft.errors import NotLeader
+from raft.errors import NotLeader, ProposalDropped
+from raft.node import ConfChange
+from raft.progress import Role
+from raft.trio_driver import ProposalTimeout
 from scheduler.commands import AttemptKey
-from scheduler.http_api import ApiError, read_json, server_of
+from scheduler.http_api import ApiError, read_json, server_of, write
+from scheduler.server.members import encode_join
 from scheduler.planner import AgentInfo
 
 __all__ = ["internal_routes"]
@@ -72,5 +77,36 @@ async def report(request: Request) -> Response:
     return JSONResponse({"accepted": True})
 
 
+async def join(request: Request) -> Response:
+    """An agent asks to be added as a learner: its addresses first (so every server can reach
+    it), then the configuration change. Idempotent, so the agent simply retries."""
+    server = server_of(request)
+    body = await read_json(request, 4096)
+    fields = [body.get(name) if isinstance(body, dict) else None for name in ("node", "raft", "http")]
+    texts = [f for f in fields if isinstance(f, str) and f]
+    if len(texts) != 3:
+        raise ApiError(400, 'a join is {"node": ID, "raft": "HOST:PORT", "http": "HOST:PORT"}')
+    node, raft, http = texts
+    runtime = server.raft
+    if runtime.node.role is not Role.LEADER:
+        raise NotLeader(runtime.node.leader)
+    if node in server.options.peers:
+        raise ApiError(409, f"{node} is a bootstrap server; it cannot join as an agent")
+    if server.members.addresses.get(node) != (raft, http):
+        result = await write(request, "members", encode_join(node, raft, http))
+        if not result.get("ok"):
+            raise ApiError(400, str(result.get("error")))
+    if node not in runtime.node.config.members:
+        try:
+            await runtime.change_config(ConfChange("add_learner", node),
+                                        timeout_s=server.options.request_timeout_s)
+        except ProposalDropped as exc:
+            raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from exc
+        except ProposalTimeout as exc:
+            raise ApiError(504, str(exc), outcome="unknown") from exc
+    return JSONResponse({"joined": node, "learners": sorted(runtime.node.config.learners)})
+
+
 def internal_routes() -> list[Route]:
-    return [Route("/v1/internal/report", report, methods=["POST"])]
+    return [Route("/v1/internal/report", report, methods=["POST"]),
+            Route("/v1/internal/join", join, methods=["POST"])]

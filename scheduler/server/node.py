@@ -32,10 +32,11 @@ from scheduler.commands import AttemptKey
 from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
 from scheduler.planner import AgentInfo, PlannerPolicy
-from scheduler.server.agent import AgentService
+from scheduler.server.agent import AgentService, join_cluster
 from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
-from scheduler.server.options import ServerOptions
+from scheduler.server.members import MembersPart
+from scheduler.server.options import OptionsError, ServerOptions, parse_address
 
 __all__ = ["Server"]
 
@@ -48,7 +49,9 @@ class Server:
         self.options = options
         self.kv = KVPart()
         self.scheduler = SchedulerStateMachine()
-        self.parts: dict[str, Part] = {"kv": self.kv, "sched": self.scheduler}
+        self.members = MembersPart(self._member_joined)
+        self.parts: dict[str, Part] = {"kv": self.kv, "sched": self.scheduler, "members": self.members}
+        self.joined: dict[str, tuple[tuple[str, int], tuple[str, int]]] = {}  # raft, http
         self.job_locks: dict[str, trio.Lock] = {}  # jobs_api Rule 3
         # The last results of attempts run on this node (output stays local, bounded).
         self.local_results: deque[dict[str, Any]] = deque(maxlen=LOCAL_RESULTS_MAX)
@@ -61,6 +64,29 @@ class Server:
         self.metric_sources: list[Callable[[], list[str]]] = []
         self.leader_service: LeaderService | None = None
         self.agent_service: AgentService | None = None
+
+    def _member_joined(self, node: str, raft: str, http: str) -> None:
+        """An agent's addresses were applied (members.py): reach it, accept its frames."""
+        try:
+            raft_address, http_address = parse_address(raft, "raft"), parse_address(http, "http")
+        except OptionsError:
+            log.warning("ignoring member %s with unusable addresses %r, %r", node, raft, http)
+            return
+        self.joined[node] = (raft_address, http_address)
+        if self.transport is not None:
+            self.transport.add_peer(node, raft_address)
+
+    def http_address(self, node: str) -> tuple[str, int] | None:
+        if node in self.options.peers_http:
+            return self.options.peers_http[node]
+        joined = self.joined.get(node)
+        return joined[1] if joined is not None else None
+
+    def raft_address(self, node: str) -> tuple[str, int] | None:
+        if node in self.options.peers:
+            return self.options.peers[node]
+        joined = self.joined.get(node)
+        return joined[0] if joined is not None else None
 
     @property
     def raft(self) -> RaftRuntime:
@@ -92,6 +118,8 @@ class Server:
                                   secret=options.secret, listen=options.raft_address,
                                   peers=options.peers, deliver=runtime.deliver)
             self.runtime, self.transport = runtime, transport
+            for node, (raft_address, _) in self.joined.items():  # restored from a snapshot
+                transport.add_peer(node, raft_address)
             # Services register as appliers before the first Ready replays the log.
             policy = self.planner_policy()
             self.leader_service = LeaderService(self, policy) if options.voter else None
@@ -104,6 +132,8 @@ class Server:
                 if self.leader_service is not None:
                     nursery.start_soon(self.leader_service.run)
                 nursery.start_soon(self.agent_service.run)
+                if not options.voter:
+                    nursery.start_soon(join_cluster, self)
                 log.info("%s ready: raft %s:%s, http %s:%s, data %s", options.node_id,
                          options.raft_address[0], transport.bound_port, options.http_address[0],
                          self.http_port, options.data_dir)

@@ -58,6 +58,9 @@ class ServerOptions:
             raise OptionsError(f"--id must be 1-{NODE_ID_CHARS_MAX} printable characters")
         if self.voter and self.node_id not in self.peers:
             raise OptionsError(f"--peers must include this server ({self.node_id}=HOST:PORT)")
+        if not self.voter and self.raft_address[0] in ("0.0.0.0", "::", ""):
+            raise OptionsError("an agent's --raft must be an address the servers can reach "
+                               "(it is announced to them), not a wildcard")
         if self.secret is None and not is_loopback(self.raft_address[0]):
             raise OptionsError(
                 f"refusing to bind the Raft port to {self.raft_address[0]} without a cluster secret: "

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from scheduler.server.local_cluster import ClusterPlan, NodePlan, plan_cluster
+from scheduler.server.local_cluster import ClusterPlan, NodePlan, free_port, plan_cluster
 
 __all__ = ["ProcessCluster", "poll"]
 
@@ -43,6 +43,7 @@ class ProcessCluster:
         self.plan: ClusterPlan = plan_cluster(directory, count, extra=args, secret=secret)
         self.env = {**os.environ, **(env or {})}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.agents: dict[str, tuple[NodePlan, list[str]]] = {}  # id -> plan, argv
         self._http = httpx.Client(timeout=2.0)
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -53,7 +54,21 @@ class ProcessCluster:
         self.close()
 
     def node(self, node_id: str) -> NodePlan:
+        if node_id in self.agents:
+            return self.agents[node_id][0]
         return next(n for n in self.plan.nodes if n.node_id == node_id)
+
+    def add_agent(self, node_id: str, tags: str = "") -> None:
+        """Plan (not start) a non-voting agent that joins the servers as a learner."""
+        node = NodePlan(node_id, ("127.0.0.1", free_port()), ("127.0.0.1", free_port()),
+                        self.plan.directory / node_id)
+        argv = self.plan.argv(self.plan.nodes[0])  # the servers' flags, then this node's own
+        argv[argv.index("server")] = "agent"
+        own = {"--id": node_id, "--data-dir": str(node.data_dir), "--raft": f"127.0.0.1:{node.raft[1]}",
+               "--http": f"127.0.0.1:{node.http[1]}"}
+        for flag, value in own.items():
+            argv[argv.index(flag) + 1] = value
+        self.agents[node_id] = (node, argv + (["--tags", tags] if tags else []))
 
     @property
     def ids(self) -> list[str]:
@@ -64,9 +79,9 @@ class ProcessCluster:
             node = self.node(node_id)
             assert node_id not in self.processes or self.processes[node_id].poll() is not None
             log = open(self.plan.directory / f"{node_id}.log", "ab")
+            argv = self.agents[node_id][1] if node_id in self.agents else self.plan.argv(node)
             self.processes[node_id] = subprocess.Popen(
-                self.plan.argv(node), stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True)
+                argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
             log.close()
 
     def kill(self, node_id: str, sig: int = signal.SIGKILL) -> None:
@@ -102,7 +117,7 @@ class ProcessCluster:
 
     def leader(self) -> str | None:
         """The leader a majority of the live nodes agree on, in one term; None otherwise."""
-        views = [s for s in (self.status(i) for i in self.alive()) if s is not None]
+        views = [s for s in (self.status(i) for i in self.alive() if i not in self.agents) if s is not None]
         leaders = [s["id"] for s in views if s["role"] == "leader"]
         if len(leaders) != 1:
             return None
