@@ -97,6 +97,8 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
                         help="an attempt's lease; renewed every sixth of it (default 12000)")
     parser.add_argument("--clock-offset-ms", type=int, default=2_000,
                         help="assumed bound on clock offset between servers (default 2000)")
+    parser.add_argument("--trace", metavar="FILE",
+                        help="append Raft events to FILE as JSON lines (the simulator's schema)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
 
@@ -134,7 +136,8 @@ def _options(args: argparse.Namespace, *, voter: bool) -> Any:
             election_timeout_ms=args.election_timeout_ms, heartbeat_interval_ms=args.heartbeat_ms,
             snapshot_entries=args.snapshot_entries, tokens=args.tokens,
             reserved_tokens=args.reserved_tokens, lease_ms=args.lease_ms,
-            clock_offset_ms_max=args.clock_offset_ms)
+            clock_offset_ms_max=args.clock_offset_ms,
+            trace_path=Path(args.trace) if args.trace else None)
     except OptionsError as error:
         raise UsageError(str(error)) from None
 

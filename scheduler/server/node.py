@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -25,6 +26,7 @@ from hypercorn.trio import serve
 from raft.config import RaftConfig
 from raft.errors import NotLeader, ProposalDropped
 from raft.progress import Role
+from raft.ready import TraceEvent
 from raft.lmdb_storage import LmdbStorage
 from raft.transport import Transport
 from raft.trio_driver import RaftRuntime, RuntimeOptions
@@ -37,6 +39,7 @@ from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
 from scheduler.server.members import MembersPart
 from scheduler.server.options import OptionsError, ServerOptions, parse_address
+from sim.trace import TraceWriter
 
 __all__ = ["Server"]
 
@@ -64,6 +67,20 @@ class Server:
         self.metric_sources: list[Callable[[], list[str]]] = []
         self.leader_service: LeaderService | None = None
         self.agent_service: AgentService | None = None
+
+    def _tracer(self, sink: IO[str] | None) -> Callable[[TraceEvent], None] | None:
+        """Raft events in the simulator's schema (sim/trace.py): `t` is this machine's wall
+        clock (the closest thing to true time a real node has), `local` its monotonic clock."""
+        if sink is None:
+            return None
+        writer = TraceWriter(sink)
+        node = self.options.node_id
+
+        def write(event: TraceEvent) -> None:
+            writer.write(time.time() * 1000.0, node, trio.current_time() * 1000.0, event.kind,
+                         event.fields)
+
+        return write
 
     def _member_joined(self, node: str, raft: str, http: str) -> None:
         """An agent's addresses were applied (members.py): reach it, accept its frames."""
@@ -108,12 +125,14 @@ class Server:
         raft_dir = Path(options.data_dir) / "raft"
         raft_dir.parent.mkdir(parents=True, exist_ok=True)
         storage = LmdbStorage.open(raft_dir, cluster_id=options.cluster_id, node_id=options.node_id)
+        trace_file = open(options.trace_path, "a", buffering=1) if options.trace_path else None
         try:
             self.started_at_s = trio.current_time()
             runtime = RaftRuntime(self.raft_config(), storage, self.machine,
                                   send=lambda message: transport.send(message),
                                   rng=random.Random(), options=RuntimeOptions(
-                                      snapshot_entries=options.snapshot_entries))
+                                      snapshot_entries=options.snapshot_entries),
+                                  on_event=self._tracer(trace_file))
             transport = Transport(node_id=options.node_id, cluster_id=options.cluster_id,
                                   secret=options.secret, listen=options.raft_address,
                                   peers=options.peers, deliver=runtime.deliver)
@@ -140,6 +159,8 @@ class Server:
                 task_status.started()
         finally:
             storage.close()
+            if trace_file is not None:
+                trace_file.close()
 
     async def hand_over(self) -> None:
         """Before stopping, a leader passes leadership to its most caught-up follower (thesis

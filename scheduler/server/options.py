@@ -52,6 +52,7 @@ class ServerOptions:
     reserved_tokens: int = 0  # kept for priority-1 jobs
     lease_ms: int = 12_000  # an attempt's lease; renewed every lease_ms / 6
     clock_offset_ms_max: int = 2_000  # the assumed bound on clock offset between servers (δ)
+    trace_path: Path | None = None  # Raft events as JSON lines, the simulator's trace schema
 
     def __post_init__(self) -> None:
         if not self.node_id or len(self.node_id) > NODE_ID_CHARS_MAX or not self.node_id.isprintable():
