@@ -684,7 +684,10 @@ class RaftNode:
                 if progress.state is ReplicationState.SNAPSHOT and stalled:
                     self._send_snapshot_chunk(peer, progress)
                 elif stalled and progress.match < self._log.last_index:
-                    progress.become_probe()
+                    if progress.state is ReplicationState.PROBE:
+                        progress.probe_sent = False  # resend the same probe, not the whole log
+                    else:
+                        progress.become_probe()
                     self._send_append(peer)
             if progress.state is ReplicationState.SNAPSHOT:
                 continue
@@ -743,7 +746,9 @@ class RaftNode:
             self._maybe_commit()
             if self.role is not Role.LEADER:
                 return  # it committed its own removal and stepped down (thesis §4.2.2)
-        if progress.state is ReplicationState.PROBE:
+        if progress.state is ReplicationState.PROBE and progress.match >= progress.next - 1:
+            # Only the probe's own reply (or a later one) ends probing: a heartbeat reply that
+            # repeats an older match point would restart replication below what is in flight.
             progress.become_replicate()
         if self._transfer_target == peer and progress.match == self._log.last_index and not self._transfer_sent:
             self._transfer_sent = True  # once: a second election would only cost a term

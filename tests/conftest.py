@@ -29,3 +29,10 @@ def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_addoption(parser):  # type: ignore[no-untyped-def]
+    """`pytest --rewrite` regenerates the golden outputs in tests/raft/testdata (see
+    tests/raft/datadriven.py); defined here so it works from the repository root."""
+    parser.addoption("--rewrite", action="store_true", default=False,
+                     help="rewrite the expected output of tests/raft/testdata/*.txt")

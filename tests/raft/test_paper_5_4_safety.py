@@ -168,8 +168,26 @@ def figure_8_up_to_c(bugs: frozenset[str]) -> Network:
     net.deliver_all(is_vote)
     assert n1.role is Role.LEADER and n1.term == 4 and net.log("n1") == [(1, 1), (2, 2), (3, 4)]
     net.cut("n1", "n4")
-    deliver_except(net, carries_term(4))  # ...while its own term-4 entry has reached no one yet
+    # ...while its own term-4 entry has reached no one yet. S1's first append to S3 (prev = 2/2,
+    # carrying 4/3) is let through: S3 lacks index 2 and rejects it, which is how S1 learns to
+    # send S3 entry 2 on its own.
+    let_through: list[object] = []
+
+    def unwanted(m: object) -> bool:
+        if not carries_term(4)(m):  # type: ignore[operator]
+            return False
+        if not let_through and getattr(m, "dst", None) == "n3":
+            let_through.append(m)  # the first probe only
+        return not (let_through and m is let_through[0])
+
+    deliver_except(net, unwanted)
     assert net.log("n2") == net.log("n3") == [(1, 1), (2, 2)]
+    # S2 already held entry 2, but S1's only append to it (prev = 2/2) carried the term-4 entry
+    # and was lost, and a probe ends only on its own reply: S2's truthful acknowledgement of
+    # entry 2 is what tells S1 that entry 2 sits on a majority (S1, S2, S3).
+    net.nodes["n1"].step(AppendEntriesResponse(src="n2", dst="n1", term=4, success=True, match_index=2), net.now)
+    net.process(["n1"])
+    deliver_except(net, unwanted)
     return net
 
 
