@@ -232,13 +232,16 @@ class Transport:
         self._nursery: trio.Nursery | None = None
         self._inbound = 0
         self.bound_port: int | None = None
+        # Fault injection for tests (jepsen_like's partition where network namespaces are
+        # unavailable): messages to and from these peers are dropped as if the network lost them.
+        self.blocked_peers: frozenset[str] = frozenset()
 
     # ---- sending ------------------------------------------------------------------------------
     def send(self, message: Message) -> None:
         """Queue `message` for its destination; drop it (counted) when the queue is full or the
         destination is unknown. Called from the runtime's Ready handling, so it must not block."""
         queue = self._queues.get(message.dst)
-        if queue is None:
+        if queue is None or message.dst in self.blocked_peers:
             self._count_drop(message.dst)
             return
         try:
@@ -403,6 +406,8 @@ class Transport:
             return envelope.sender
         if message.src not in self._peers:
             self._count_error(envelope.sender, FrameError("unknown_peer", f"{message.src} is not a peer"))
+            return envelope.sender
+        if message.src in self.blocked_peers:  # fault injection: lost on the way in
             return envelope.sender
         self.stats.frames_received += 1
         self._deliver(message)

@@ -99,6 +99,9 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
                         help="assumed bound on clock offset between servers (default 2000)")
     parser.add_argument("--trace", metavar="FILE",
                         help="append Raft events to FILE as JSON lines (the simulator's schema)")
+    parser.add_argument("--fault-drop-file", metavar="FILE",
+                        help="testing only (raftcron jepsen): drop Raft messages to and from the "
+                             "peer ids listed in FILE, re-read every 50 ms")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
 
 
@@ -137,7 +140,8 @@ def _options(args: argparse.Namespace, *, voter: bool) -> Any:
             snapshot_entries=args.snapshot_entries, tokens=args.tokens,
             reserved_tokens=args.reserved_tokens, lease_ms=args.lease_ms,
             clock_offset_ms_max=args.clock_offset_ms,
-            trace_path=Path(args.trace) if args.trace else None)
+            trace_path=Path(args.trace) if args.trace else None,
+            fault_drop_file=Path(args.fault_drop_file) if args.fault_drop_file else None)
     except OptionsError as error:
         raise UsageError(str(error)) from None
 

@@ -153,6 +153,8 @@ class Server:
                 nursery.start_soon(self.agent_service.run)
                 if not options.voter:
                     nursery.start_soon(join_cluster, self)
+                if options.fault_drop_file is not None:
+                    nursery.start_soon(self._follow_drop_file, options.fault_drop_file)
                 log.info("%s ready: raft %s:%s, http %s:%s, data %s", options.node_id,
                          options.raft_address[0], transport.bound_port, options.http_address[0],
                          self.http_port, options.data_dir)
@@ -161,6 +163,23 @@ class Server:
             storage.close()
             if trace_file is not None:
                 trace_file.close()
+
+    async def _follow_drop_file(self, path: Path) -> None:
+        """Testing hook (`--fault-drop-file`, jepsen_like's partition where network namespaces
+        are unavailable): drop Raft traffic to and from the peer ids listed in `path`, re-read
+        every 50 ms; a missing or empty file blocks nobody."""
+        transport = self.transport
+        assert transport is not None
+        while True:
+            try:
+                blocked = frozenset(path.read_text().split())
+            except OSError:
+                blocked = frozenset()
+            if blocked != transport.blocked_peers:
+                log.warning("%s: fault injection: dropping Raft traffic with %s", self.options.node_id,
+                            ", ".join(sorted(blocked)) or "nobody")
+                transport.blocked_peers = blocked
+            await trio.sleep(0.05)
 
     async def hand_over(self) -> None:
         """Before stopping, a leader passes leadership to its most caught-up follower (thesis

@@ -53,6 +53,7 @@ class ServerOptions:
     lease_ms: int = 12_000  # an attempt's lease; renewed every lease_ms / 6
     clock_offset_ms_max: int = 2_000  # the assumed bound on clock offset between servers (δ)
     trace_path: Path | None = None  # Raft events as JSON lines, the simulator's trace schema
+    fault_drop_file: Path | None = None  # testing only: peer ids whose Raft traffic is dropped
 
     def __post_init__(self) -> None:
         if not self.node_id or len(self.node_id) > NODE_ID_CHARS_MAX or not self.node_id.isprintable():
