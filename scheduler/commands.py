@@ -461,7 +461,8 @@ _PARSERS: Final[dict[str, Callable[[list[Any]], Any]]] = {t.TAG: t.parse for t i
 
 def encode_command(command: Command) -> bytes:
     """The log entry bytes for a command."""
-    return msgpack.packb([type(command).TAG, *command.fields()], use_bin_type=True)
+    data: bytes = msgpack.packb([type(command).TAG, *command.fields()], use_bin_type=True)
+    return data
 
 
 def decode_command(data: bytes) -> Command:

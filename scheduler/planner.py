@@ -77,7 +77,10 @@ class Planner:
         self._planned: dict[str, int] = {}
         self._expiries: list[tuple[int, int, AttemptKey]] = []  # (expire at, deadline, key)
         self._waiting: list[tuple[int, ExecKey]] = []
-        self._rechecks: deque[tuple[int, str, object]] = deque()
+        # Proposals to verify later: (when, job, tick) / (when, attempt) / (when, execution).
+        self._job_rechecks: deque[tuple[int, str, int]] = deque()
+        self._lease_rechecks: deque[tuple[int, AttemptKey]] = deque()
+        self._execution_rechecks: deque[tuple[int, ExecKey]] = deque()
         self._heard: dict[str, tuple[int, AgentInfo]] = {}
         self._node_proposed: dict[tuple[str, str], int] = {}
         self._inbox: list[Callable[[int], Command]] = []
@@ -101,7 +104,9 @@ class Planner:
         self._waiting = [(e.ready_at_ms, e.key) for e in self.state.executions.values()
                          if e.state == "waiting"]
         heapq.heapify(self._waiting)
-        self._rechecks.clear()
+        self._job_rechecks.clear()
+        self._lease_rechecks.clear()
+        self._execution_rechecks.clear()
 
     def observe(self, effects: Iterable[Effect]) -> None:
         """Follow what the leader applied (its own proposals and everyone else's)."""
@@ -205,8 +210,7 @@ class Planner:
                 last = current
                 items.append(FireItem(job=spec.name, version=job.version, tick_ms=current,
                                       nodes=self.dispatcher.place(spec)))
-            self._rechecks.append((now_ms + self.policy.recheck_after_ms, "job",
-                                   (spec.name, last)))
+            self._job_rechecks.append((now_ms + self.policy.recheck_after_ms, spec.name, last))
             current = schedule.next_after(last)
         return current
 
@@ -220,7 +224,7 @@ class Planner:
                 continue
             bound = 0 if attempt.node is None else self.drift_bound_ms
             out.append(Expire(now_ms=now_ms, key=key, deadline_ms=deadline, drift_bound_ms=bound))
-            self._rechecks.append((now_ms + self.policy.recheck_after_ms, "lease", key))
+            self._lease_rechecks.append((now_ms + self.policy.recheck_after_ms, key))
         return out
 
     def _assign_commands(self, now_ms: int) -> list[Command]:
@@ -238,7 +242,7 @@ class Planner:
             attempt = AttemptKey(key.job, key.tick, key.slot, execution.attempts + 1)
             out.append(Assign(now_ms=now_ms, key=attempt, node=node,
                               lease_ms=policy.lease.lease_ms, queue_ms=policy.queue_ms))
-            self._rechecks.append((now_ms + policy.recheck_after_ms, "execution", key))
+            self._execution_rechecks.append((now_ms + policy.recheck_after_ms, key))
         return out
 
     def _node_commands(self, now_ms: int) -> list[Command]:
@@ -294,21 +298,20 @@ class Planner:
 
     def _run_rechecks(self, now_ms: int) -> None:
         """Proposals whose effect has not shown up in time are planned again from the state."""
-        state, queue = self.state, self._rechecks
-        while queue and queue[0][0] <= now_ms:
-            _at, kind, payload = queue.popleft()
-            if kind == "job":
-                name, tick = payload  # type: ignore[misc]
-                job = state.jobs.get(name)
-                if job is not None and job.cursor_ms < tick:
-                    self._resync_job(name)
-            elif kind == "lease":
-                attempt = state.attempts.get(payload)  # type: ignore[arg-type]
-                if attempt is not None:
-                    heapq.heappush(self._expiries, (self._expire_at(attempt.node,
-                                                                    attempt.deadline_ms),
-                                                    attempt.deadline_ms, attempt.key))
-            else:
-                execution = state.executions.get(payload)  # type: ignore[arg-type]
-                if execution is not None and execution.state == "waiting":
-                    heapq.heappush(self._waiting, (execution.ready_at_ms, execution.key))
+        state = self.state
+        jobs, leases, executions = (self._job_rechecks, self._lease_rechecks,
+                                    self._execution_rechecks)
+        while jobs and jobs[0][0] <= now_ms:
+            _at, name, tick = jobs.popleft()
+            job = state.jobs.get(name)
+            if job is not None and job.cursor_ms < tick:
+                self._resync_job(name)
+        while leases and leases[0][0] <= now_ms:
+            attempt = state.attempts.get(leases.popleft()[1])
+            if attempt is not None:
+                heapq.heappush(self._expiries, (self._expire_at(attempt.node, attempt.deadline_ms),
+                                                attempt.deadline_ms, attempt.key))
+        while executions and executions[0][0] <= now_ms:
+            execution = state.executions.get(executions.popleft()[1])
+            if execution is not None and execution.state == "waiting":
+                heapq.heappush(self._waiting, (execution.ready_at_ms, execution.key))

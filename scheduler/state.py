@@ -180,10 +180,11 @@ class SchedulerState:
                    for (job, tick), f in self.firings.items()]
         nodes = [[n.name, n.tags, n.tokens, n.reserved_tokens, n.state, n.last_seen_ms,
                   n.load_permille] for n in self.nodes.values()]
-        return msgpack.packb([SNAPSHOT_FORMAT, self.applied_index, jobs, executions, attempts,
+        data: bytes = msgpack.packb([SNAPSHOT_FORMAT, self.applied_index, jobs, executions, attempts,
                               firings, nodes, list(self.idempotency.items()),
                               list(self.retired.items()), self.totals],
                              use_bin_type=True)
+        return data
 
     @classmethod
     def restore(cls, data: bytes) -> SchedulerState:
@@ -194,9 +195,11 @@ class SchedulerState:
         state.applied_index = applied
         for row in jobs:
             _restore_job(state, row)
-        for row in executions:
-            key = ExecKey(*row[0])
-            state.executions[key] = Execution(key, *row[1:8], nodes_tried=list(row[8]))
+        for (key_fields, trigger, execution_state, made, ready_at, weight, priority, retries,
+             tried) in executions:
+            key = ExecKey(*key_fields)
+            state.executions[key] = Execution(key, trigger, execution_state, made, ready_at,
+                                              weight, priority, retries, list(tried))
         for row in attempts:
             attempt = Attempt(AttemptKey(*row[0]), *row[1:])
             state.attempts[attempt.key] = attempt

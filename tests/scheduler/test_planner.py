@@ -151,9 +151,10 @@ def test_expiry_waits_for_the_drift_bound_and_the_retry_goes_elsewhere() -> None
     leader.round(3_600_000)  # fires on n1 and n2 ("every matching node")
     key = AttemptKey("tick", 3_600_000, 0, 1)
     deadline = m.state.attempts[key].deadline_ms
-    assert m.apply_command(Finish(now_ms=3_600_500, key=AttemptKey("tick", 3_600_000, 1, 1),
-                                  node=m.state.attempts[AttemptKey("tick", 3_600_000, 1, 1)].node,
-                                  ok=True)).ok
+    other = AttemptKey("tick", 3_600_000, 1, 1)
+    other_node = m.state.attempts[other].node
+    assert other_node is not None
+    assert m.apply_command(Finish(now_ms=3_600_500, key=other, node=other_node, ok=True)).ok
     bound = POLICY.lease.drift_bound_ms
     assert not _commands(leader.round(deadline + bound), Expire)
     expired = _commands(leader.round(deadline + bound + 1), Expire)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scheduler.commands import (
-    Assign, AttemptKey, Batch, Beat, Claim, CommandError, DeleteJob, ExecKey, Expire, Finish,
+    Assign, AttemptKey, Batch, Beat, Claim, Command, CommandError, DeleteJob, ExecKey, Expire, Finish,
     Fire, FireItem, Heartbeats, NodeDown, PutJob, RecordTicks, RegisterNode, Renew, RunNow,
     ToggleJob, decode_command, encode_command,
 )
@@ -460,10 +460,10 @@ def test_snapshot_restore_is_exact_and_the_copy_behaves_the_same() -> None:
     copy = SchedulerStateMachine()
     copy.restore(m.snapshot())
     assert copy.snapshot() == m.snapshot()
-    follow_up = [Claim(now_ms=1_300, key=AttemptKey("tick", 1_000, 1, 1), node="n2",
-                       lease_ms=LEASE),
-                 Finish(now_ms=1_400, key=KEY, node="n1", ok=False),
-                 PutJob(now_ms=1_500, job={"name": "child", "parent_job": "tick"})]
+    follow_up: list[Command] = [
+        Claim(now_ms=1_300, key=AttemptKey("tick", 1_000, 1, 1), node="n2", lease_ms=LEASE),
+        Finish(now_ms=1_400, key=KEY, node="n1", ok=False),
+        PutJob(now_ms=1_500, job={"name": "child", "parent_job": "tick"})]
     for command in follow_up:
         assert m.apply_command(command) == copy.apply_command(command)
     assert copy.snapshot() == m.snapshot()
