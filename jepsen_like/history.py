@@ -224,7 +224,9 @@ def dump_history(events: Iterable[Event], path: str | Path) -> None:
 
 
 def _where(event: Event, position: int) -> str:
-    return f"line {event.line}" if event.line is not None else f"event {position} (index {event.index})"
+    if event.line is not None:
+        return f"line {event.line}"
+    return f"event {position} (index {event.index})"
 
 
 def _complete(invoke: Event, completion: Event, position: int) -> Operation:
@@ -279,10 +281,10 @@ def pair_operations(events: Iterable[Event]) -> list[Operation]:
             continue
         if event.type == "invoke":
             if event.process in pending:
+                started, in_flight = pending[event.process]
                 raise HistoryError(
-                    f"{_where(event, position)}: process {event.process!r} invokes while "
-                    f"its operation from {_where(pending[event.process][1], pending[event.process][0])} "
-                    "is still in flight"
+                    f"{_where(event, position)}: process {event.process!r} invokes while its "
+                    f"operation from {_where(in_flight, started)} is still in flight"
                 )
             pending[event.process] = (position, event)
             continue

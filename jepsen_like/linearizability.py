@@ -66,6 +66,9 @@ class Failure:
     next (its return came first) but was illegal whatever was tried among the `concurrent`
     operations called before its return. With `reason == "starved"` it needs a value that
     is not the state and that no operation left can give (a value-flow model's proof).
+    With `reason == "overdrawn"` it is one of several operations that each need the value
+    and change it, and fewer operations are left to give the value back than they need;
+    `concurrent` then lists the other operations that need or give it.
     `prefix_tail` is the end of that partial linearization, in linearization order.
 
     Two reasons come from a quick real-time argument made before any search (value-flow
@@ -81,8 +84,8 @@ class Failure:
     stuck: Operation
     concurrent: tuple[Operation, ...]
     prefix_tail: tuple[Operation, ...]
-    reason: Literal["stuck", "starved", "overwritten", "unwritten"] = "stuck"
-    needed: Hashable = None  # the value `stuck` needs, for the "overwritten"/"unwritten" reasons
+    reason: Literal["stuck", "starved", "overdrawn", "overwritten", "unwritten"] = "stuck"
+    needed: Hashable = None  # the value `stuck` needs (all reasons but "stuck")
 
     @property
     def window(self) -> tuple[Operation, ...]:
@@ -130,10 +133,16 @@ class Failure:
         if self.reason == "starved":
             lines.append("  and this operation can never be placed: it needs a value that is")
             lines.append("  not the state and that no operation left can give:")
+        elif self.reason == "overdrawn":
+            lines.append(f"  and the operations left that need {self.needed!r} and change it")
+            lines.append(f"  outnumber those that can give {self.needed!r} back; the first:")
         else:
             lines.append("  and this operation, the first to return, cannot be placed next:")
         lines.append(f"    {self.stuck.describe()}")
-        if self.concurrent:
+        if self.concurrent and self.reason == "overdrawn":
+            lines.append(f"  the other operations left that need or give {self.needed!r}:")
+            lines.extend(f"    {op.describe()}" for op in self.concurrent)
+        elif self.concurrent:
             lines.append("  operations called before it returned and not in the prefix:")
             lines.extend(f"    {op.describe()}" for op in self.concurrent)
         else:
@@ -197,23 +206,28 @@ def check(
     *,
     time_limit_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CheckResult:
     """Check that `operations` (from `pair_operations`) are linearizable under `model`.
 
     `time_limit_s` bounds the whole check (all partitions share it); when it runs out the
     affected partitions, and so the result, are "unknown". `clock` is read only for it.
+    `progress(done, total)` is called after each partition, for long checks.
     """
     started = clock()
     deadline = None if time_limit_s is None else started + time_limit_s
-    results = tuple(
-        _check_partition(part, deadline, clock) for part in model.partition(operations)
-    )
+    parts = model.partition(operations)
+    results: list[PartitionResult] = []
+    for part in parts:
+        results.append(_check_partition(part, deadline, clock))
+        if progress is not None:
+            progress(len(results), len(parts))
     return CheckResult(
         valid=_combine(part.valid for part in results),
         model=model.name,
         op_count=len(operations),
         info_count=sum(1 for op in operations if op.status == "info"),
-        partitions=results,
+        partitions=tuple(results),
         elapsed_s=clock() - started,
     )
 
@@ -272,8 +286,9 @@ def _refute(
         (op for op in ok_ops if model.gives(op) is not NO_VALUE), key=lambda op: op.call_ns
     )
     writer_calls = [op.call_ns for op in writers]
+    # After the reverse, earliest_return[i] is the earliest (return, writer) among writers[i:].
     earliest_return: list[tuple[float, Operation | None]] = [(math.inf, None)]
-    for op in reversed(writers):  # earliest_return[i]: first return among writers[-i:]
+    for op in reversed(writers):
         assert op.return_ns is not None
         earliest_return.append(min(earliest_return[-1], (op.return_ns, op), key=_first))
     earliest_return.reverse()
@@ -371,8 +386,9 @@ def _linked_entries(ok_ops: Sequence[Operation]) -> tuple[list[int], list[int], 
 # the failure report without copying the stack at every backtrack.
 Candidate = tuple[int, bool, State, bool]  # (slot, is_info, new state, forced)
 Frame = tuple[int, bool, State, int, "Iterator[Candidate] | None", Any]
-# (stack, state, depth, value no operation left can give, or NO_VALUE if the search was stuck)
-Deepest = tuple[Frame | None, State, int, Hashable]
+# (stack, state, depth, why it is dead: "stuck" or a _ValueFlow reason, the value concerned)
+DeadReason = Literal["stuck", "starved", "overdrawn"]
+Deepest = tuple[Frame | None, State, int, DeadReason, Hashable]
 
 
 class _Search:
@@ -407,7 +423,7 @@ class _Search:
                 return UNKNOWN, deepest
             if flow is not None and not flow.viable(state):
                 if deepest is None or depth > deepest[2]:
-                    deepest = (top, state, depth, flow.starving_value(state))
+                    deepest = (top, state, depth, *flow.dead_reason(state))
                 candidates: Iterator[Candidate] = iter(())
             else:
                 candidates = self.candidates(state)
@@ -425,7 +441,7 @@ class _Search:
                     remaining -= not is_info
                     break
                 if deepest is None or depth > deepest[2]:
-                    deepest = (top, state, depth, NO_VALUE)
+                    deepest = (top, state, depth, "stuck", NO_VALUE)
                 paused: Iterator[Candidate] | None = None
                 while paused is None:  # forced frames are popped together with their parent
                     if top is None:
@@ -477,11 +493,9 @@ class _Search:
             else:
                 is_urgent = step(new_state, must)[0]
             (urgent if is_urgent else later).append((call, False, new_state, False))
+        yield from urgent
         if must_legal:
-            yield from urgent
             yield entry - 1, False, after_must, False
-        else:
-            yield from urgent
         yield from self.info_candidates(state, must, not must_legal)
         yield from later
 
@@ -489,14 +503,14 @@ class _Search:
         self, state: State, must: Operation, enablers_first: bool
     ) -> Iterator[Candidate]:
         """Legal info operations called before `must` returns, enablers of `must` first."""
-        step, info_ops, info_done, info_call_ns = (
-            self.model.step, self.info_ops, self.info_done, self.info_call_ns,
+        step, info_ops, info_done, info_call_ns, flow = (
+            self.model.step, self.info_ops, self.info_done, self.info_call_ns, self.flow,
         )
         bound, index = must.return_ns, 0
         assert bound is not None
         later: list[Candidate] = []
         while index < len(info_ops) and info_call_ns[index] <= bound:
-            if not info_done[index]:
+            if not info_done[index] and (flow is None or flow.useful(index)):
                 legal, new_state = step(state, info_ops[index])
                 if legal:
                     if enablers_first and step(new_state, must)[0]:
@@ -526,9 +540,15 @@ class _Search:
 class _ValueFlow:
     """Supply and demand of values among the operations not yet linearized.
 
-    A value is starving when some unlinearized ok operation needs it and no unlinearized
-    operation (ok or info) gives it; a configuration is viable only if every starving value
-    is the current state. Counts are updated in O(1) per step and undone on backtrack.
+    Two counting arguments make a configuration dead (no linearization extends it), given
+    the promises of `ValueFlowModel`:
+    - starved: an unlinearized ok operation needs v, no unlinearized operation gives v, and
+      the state is not v: v can never come back.
+    - overdrawn: each unlinearized ok consumer of v (needs v, gives another value) needs v
+      restored before it, except the first if the state is v now; so there must be at least
+      (consumers - [state == v]) unlinearized givers of v. A cas that succeeded twice fails
+      this at once, where a search would try every order of everything concurrent with it.
+    Counts change in O(1) per step and are undone on backtrack.
     """
 
     def __init__(
@@ -536,49 +556,105 @@ class _ValueFlow:
     ) -> None:
         self.ok_needs = [model.needs(op) for op in ok_ops]
         self.ok_gives = [model.gives(op) for op in ok_ops]
+        self.info_needs = [model.needs(op) for op in info_ops]
         self.info_gives = [model.gives(op) for op in info_ops]
-        self.demand: dict[Hashable, int] = {}
-        self.supply: dict[Hashable, int] = {}
-        for value in self.ok_needs:
-            if value is not NO_VALUE:
-                self.demand[value] = self.demand.get(value, 0) + 1
-        for value in (*self.ok_gives, *self.info_gives):
-            if value is not NO_VALUE:
-                self.supply[value] = self.supply.get(value, 0) + 1
-        self.starving = {value for value in self.demand if value not in self.supply}
+        self.ok_consumes = [
+            need if need is not NO_VALUE and give is not NO_VALUE and give != need else NO_VALUE
+            for need, give in zip(self.ok_needs, self.ok_gives)
+        ]
+        self.demand: dict[Hashable, int] = {}  # needs of unlinearized ok operations
+        self.consumers: dict[Hashable, int] = {}  # unlinearized ok consumers, per value
+        self.supply: dict[Hashable, int] = {}  # gives of unlinearized operations, ok or info
+        self.info_demand: dict[Hashable, int] = {}  # needs of unlinearized info operations
+        self.starving: set[Hashable] = set()  # demand > 0 and supply == 0
+        self.overdrawn: set[Hashable] = set()  # consumers > supply
+        for counts, values in (
+            (self.demand, self.ok_needs),
+            (self.consumers, self.ok_consumes),
+            (self.supply, (*self.ok_gives, *self.info_gives)),
+            (self.info_demand, self.info_needs),
+        ):
+            for value in values:
+                if value is not NO_VALUE:
+                    counts[value] = counts.get(value, 0) + 1
+        for value in (*self.demand, *self.consumers):
+            self._refresh(value)
+
+    def _refresh(self, value: Hashable) -> None:
+        supply = self.supply.get(value, 0)
+        if self.demand.get(value, 0) and not supply:
+            self.starving.add(value)
+        else:
+            self.starving.discard(value)
+        if self.consumers.get(value, 0) > supply:
+            self.overdrawn.add(value)
+        else:
+            self.overdrawn.discard(value)
 
     def viable(self, state: State) -> bool:
-        starving = self.starving
-        return not starving or (len(starving) == 1 and state in starving)
+        starving, overdrawn = self.starving, self.overdrawn
+        if starving and (len(starving) > 1 or state not in starving):
+            return False
+        if not overdrawn:
+            return True
+        return (
+            len(overdrawn) == 1
+            and state in overdrawn
+            and self.consumers[state] == self.supply.get(state, 0) + 1
+        )
 
-    def starving_value(self, state: State) -> Hashable:
-        return next(value for value in self.starving if value != state)
+    def dead_reason(self, state: State) -> tuple[DeadReason, Hashable]:
+        """Why `viable(state)` is False, and for which value."""
+        for value in self.starving:
+            if value != state:
+                return "starved", value
+        for value in self.overdrawn:
+            allowance = 1 if value == state else 0
+            if self.consumers[value] > self.supply.get(value, 0) + allowance:
+                return "overdrawn", value
+        raise AssertionError("dead_reason() asked about a viable configuration")
+
+    def useful(self, info_index: int) -> bool:
+        """Whether placing this info operation now could matter to anything left.
+
+        Why skipping it otherwise is sound: if no unlinearized operation needs the value it
+        gives, whatever follows it in a linearization must be a blind write or nothing, so
+        dropping it leaves a legal linearization (the same argument as `prune_unobservable`).
+        """
+        given = self.info_gives[info_index]
+        return self.demand.get(given, 0) > 0 or self.info_demand.get(given, 0) > 0
 
     def take(self, slot: int, is_info: bool) -> None:
-        need = NO_VALUE if is_info else self.ok_needs[slot >> 1]
-        give = self.info_gives[slot] if is_info else self.ok_gives[slot >> 1]
-        demand, supply = self.demand, self.supply
-        if need is not NO_VALUE:
-            demand[need] -= 1
-            if not demand[need]:
-                self.starving.discard(need)
-        if give is not NO_VALUE:
-            supply[give] -= 1
-            if not supply[give] and demand.get(give, 0):
-                self.starving.add(give)
+        self._count(slot, is_info, -1)
 
     def give_back(self, slot: int, is_info: bool) -> None:
-        need = NO_VALUE if is_info else self.ok_needs[slot >> 1]
-        give = self.info_gives[slot] if is_info else self.ok_gives[slot >> 1]
-        demand, supply = self.demand, self.supply
-        if give is not NO_VALUE:
-            supply[give] += 1
-            if supply[give] == 1:
-                self.starving.discard(give)
+        self._count(slot, is_info, +1)
+
+    def _count(self, slot: int, is_info: bool, change: int) -> None:
+        """Remove (-1) or restore (+1) one operation's needs and gives from the counts."""
+        need: Hashable
+        consumes: Hashable
+        give: Hashable
+        if is_info:
+            info_need = self.info_needs[slot]
+            if info_need is not NO_VALUE:
+                self.info_demand[info_need] += change
+            # An info operation may be left out, so it demands and consumes nothing.
+            need, consumes, give = NO_VALUE, NO_VALUE, self.info_gives[slot]
+        else:
+            index = slot >> 1
+            need, consumes, give = (
+                self.ok_needs[index], self.ok_consumes[index], self.ok_gives[index],
+            )
         if need is not NO_VALUE:
-            demand[need] += 1
-            if demand[need] == 1 and not supply.get(need, 0):
-                self.starving.add(need)
+            self.demand[need] += change
+            self._refresh(need)
+        if consumes is not NO_VALUE:
+            self.consumers[consumes] += change
+            self._refresh(consumes)
+        if give is not NO_VALUE:
+            self.supply[give] += change
+            self._refresh(give)
 
 
 def _lift(following: list[int], preceding: list[int], call: int) -> None:
@@ -604,7 +680,7 @@ def _failure(
     deepest: Deepest,
 ) -> Failure:
     """Turn the deepest configuration of a failed search into evidence a human can read."""
-    top, state, depth, starving = deepest
+    top, state, depth, reason, value = deepest
     prefix: list[Operation] = []
     while top is not None:
         slot, is_info, _, _, _, top = top
@@ -616,22 +692,22 @@ def _failure(
         (op for op in ok_ops if id(op) not in placed), key=lambda op: (op.return_ns, op.index)
     )
     assert pending, "a failed search always leaves an ok operation unplaced"
-    stuck = pending[0]  # the search was stuck at the first pending return...
-    if starving is not NO_VALUE:  # ...or found an operation whose value can never come back
+    unplaced = [op for op in (*ok_ops, *info_ops) if id(op) not in placed]
+    if reason == "stuck":  # the first pending return could not be placed
+        stuck = pending[0]
+        bound = stuck.return_ns
+        assert bound is not None
+        related = [op for op in unplaced if op is not stuck and op.call_ns <= bound]
+    else:  # a counting argument on `value` (see _ValueFlow)
         assert isinstance(model, ValueFlowModel)
-        stuck = next(op for op in pending if model.needs(op) == starving)
-    bound = stuck.return_ns
-    assert bound is not None
-    concurrent = tuple(
-        sorted(
-            (
-                op
-                for op in (*ok_ops, *info_ops)
-                if id(op) not in placed and op is not stuck and op.call_ns <= bound
-            ),
-            key=lambda op: (op.call_ns, op.index),
-        )
-    )
+        stuck = next(op for op in pending if model.needs(op) == value and (
+            reason == "starved" or model.gives(op) not in (value, NO_VALUE)
+        ))
+        related = [
+            op for op in unplaced
+            if op is not stuck and (model.needs(op) == value or model.gives(op) == value)
+        ]
+    concurrent = tuple(sorted(related, key=lambda op: (op.call_ns, op.index)))
     return Failure(
         key=key,
         linearized=depth,
@@ -639,7 +715,8 @@ def _failure(
         stuck=stuck,
         concurrent=concurrent,
         prefix_tail=_prefix_tail(prefix, stuck, concurrent),
-        reason="stuck" if starving is NO_VALUE else "starved",
+        reason=reason,
+        needed=None if value is NO_VALUE else value,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from jepsen_like.history import Operation
 
@@ -51,15 +51,17 @@ NO_VALUE: Final = _NoValue()
 class ValueFlowModel(Model, Protocol):
     """Optional: a model whose state is a single value that operations need and give.
 
-    `needs(op)` is the value the state must equal for `op` to be legal (NO_VALUE if any state
-    will do); `gives(op)` is the value `op` sets the state to, or NO_VALUE if `op` never
-    changes the state (a read). The promises: a state can only become v by an operation
-    that gives v (or by `init`), and an operation that gives NO_VALUE is a pure observer.
-    The checker then linearizes a legal observer at once, without trying alternatives.
-    It also prunes, at once, any configuration in which some unlinearized ok
-    operation needs a value that is neither the current state nor given by any operation
-    left: without this, a stale read deep in a long history is only discovered after an
-    exponential detour through every ordering of the concurrent writes before it.
+    `needs(op)` is the value the state must equal for `op` to be legal, or NO_VALUE if `op`
+    is legal in every state; `gives(op)` is the value `op` sets the state to, or NO_VALUE if
+    `op` never changes the state (a read). The promise behind both: the state can only
+    become v through an operation that gives v (or through `init`).
+
+    With these facts the checker places a legal observer at once without trying
+    alternatives, and abandons a configuration as soon as a counting argument shows that
+    some unplaced ok operation can never get the value it needs; it also proves the common
+    stale read before searching at all (see `jepsen_like.linearizability`). Without them a
+    stale read deep in a long history is only found after an exponential detour through
+    every ordering of the writes concurrent with it.
     """
 
     def needs(self, op: Operation) -> Hashable: ...
@@ -95,7 +97,8 @@ def _register_step(state: State, op: Operation) -> tuple[bool, State]:
     if f == "write":
         return True, op.input
     if f == "cas":
-        expected, new = cas_values(op)
+        pair: Any = op.input  # (expected, new), checked when the history was read
+        expected, new = pair
         if state == expected:
             return True, new
         return False, state

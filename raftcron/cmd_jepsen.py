@@ -99,7 +99,9 @@ def run_check(
     """Pair, check and report a history; returns the exit code (0 valid, 1 invalid, 2 unknown)."""
     try:
         operations = pair_operations(events)
-        result = check(operations, MODELS[model_name](), time_limit_s=time_limit_s)
+        result = check(
+            operations, MODELS[model_name](), time_limit_s=time_limit_s, progress=_progress
+        )
     except (HistoryError, ModelError) as error:
         raise UsageError(f"{source}: {error}") from None
     failed = sum(1 for e in events if e.type == "fail" and e.process != NEMESIS_PROCESS)
@@ -112,6 +114,13 @@ def run_check(
     if result.valid is True:
         return EXIT_VALID
     return EXIT_INVALID if result.valid is False else EXIT_UNKNOWN
+
+
+def _progress(done: int, total: int) -> None:
+    """Partitions checked so far, on an interactive stderr only (kept out of pipes and CI)."""
+    if total > 1 and sys.stderr.isatty():
+        end = "\n" if done == total else ""
+        print(f"\rchecked {done}/{total} partitions", end=end, file=sys.stderr, flush=True)
 
 
 def _print_summary(
