@@ -109,6 +109,9 @@ def _scheduler_lines(server: Server, me: dict[str, str]) -> list[str]:
     lines += _family("raftcron_executions", "gauge", "Live executions by state.",
                      [({**me, "state": name}, count) for name, count in sorted(by_state.items())])
     lines += _family("raftcron_jobs", "gauge", "Jobs defined.", [(me, len(state.jobs))])
+    lines += _family("raftcron_attempts_ended_total", "counter",
+                     "Attempts that ended, cluster-wide, by end state (as applied by this process).",
+                     [({**me, "state": name}, count) for name, count in sorted(server.attempt_ends.items())])
     agent = server.agent_service
     if agent is not None:
         stats = agent.stats

@@ -26,6 +26,7 @@ from hypercorn.trio import serve
 from raft.config import RaftConfig
 from raft.errors import NotLeader, ProposalDropped
 from raft.progress import Role
+from raft.messages import Entry
 from raft.ready import TraceEvent
 from raft.lmdb_storage import LmdbStorage
 from raft.transport import Transport
@@ -34,6 +35,7 @@ from scheduler.commands import AttemptKey
 from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
 from scheduler.planner import AgentInfo, PlannerPolicy
+from scheduler.results import AttemptEnd, Result
 from scheduler.server.agent import AgentService, join_cluster
 from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
@@ -65,6 +67,7 @@ class Server:
         self.started_at_s = 0.0
         # Extra /metrics families (the scheduler's fires, missed ticks, executions).
         self.metric_sources: list[Callable[[], list[str]]] = []
+        self.attempt_ends: dict[str, int] = {}  # by end state, as applied by this process
         self.leader_service: LeaderService | None = None
         self.agent_service: AgentService | None = None
 
@@ -81,6 +84,13 @@ class Server:
                          event.fields)
 
         return write
+
+    def _count_attempt_ends(self, entry: Entry, result: Any) -> None:
+        """For /metrics: executions' attempts by how they ended (succeeded, failed, expired...)."""
+        if isinstance(result, Result):
+            for effect in result.all_effects():
+                if isinstance(effect, AttemptEnd):
+                    self.attempt_ends[effect.state] = self.attempt_ends.get(effect.state, 0) + 1
 
     def _member_joined(self, node: str, raft: str, http: str) -> None:
         """An agent's addresses were applied (members.py): reach it, accept its frames."""
@@ -139,6 +149,7 @@ class Server:
             self.runtime, self.transport = runtime, transport
             for node, (raft_address, _) in self.joined.items():  # restored from a snapshot
                 transport.add_peer(node, raft_address)
+            runtime.appliers.append(self._count_attempt_ends)
             # Services register as appliers before the first Ready replays the log.
             policy = self.planner_policy()
             self.leader_service = LeaderService(self, policy) if options.voter else None

@@ -4,6 +4,7 @@ from its LMDB log, and hostile bytes on the Raft port change nothing."""
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 import socket
 import struct
 from typing import Any
@@ -112,3 +113,24 @@ def test_sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly(cluster: 
     assert status is not None and status["term"] > term
     log = (cluster.plan.directory / f"{old}.log").read_text()
     assert f"hands leadership to {new}" in log
+
+
+def test_a_server_far_behind_catches_up_from_a_snapshot(tmp_path: Path) -> None:
+    with ProcessCluster(tmp_path / "c", 3, extra_args=("--snapshot-entries", "20")) as cluster:
+        cluster.start()
+        leader = cluster.wait_leader()
+        behind = next(i for i in cluster.ids if i != leader)
+        cluster.kill(behind, signal.SIGKILL)
+        client = ApiClient([cluster.url(leader)], timeout_s=15)
+        for value in range(60):
+            assert put(client, f"k{value % 7}", value)["ok"]
+        commit = cluster.status(leader)["commit_index"]  # type: ignore[index]
+        cluster.start(behind)
+        poll(lambda: (s := cluster.status(behind)) is not None and s["applied_index"] >= commit,
+             timeout_s=20, what=f"{behind} catching up")
+        status = cluster.status(behind)
+        assert status is not None and status["snapshot_index"] > 0
+        metrics = httpx.get(cluster.url(behind) + "/metrics").text
+        assert 'raftcron_snapshots_total{kind="installed",node="' + behind + '"} 1' in metrics
+        assert httpx.get(cluster.url(behind) + "/v1/kv/k3?stale=true").json()["value"] == 59
+        client.close()
