@@ -10,7 +10,9 @@ Rules:
      `X-Raftcron-Execution` on an HTTP request, so the side effect can be made idempotent.
   4. A cancelled run (timeout, or the lease was lost) kills the whole process group: first
      SIGTERM, then SIGKILL after `kill_grace_s`. Nothing keeps running after we give up on it.
-  5. Configuration errors are results (`ok=False`, `error=...`), never exceptions: the job
+  5. A job never sees the server's secrets: RAFTCRON_SECRET and RAFTCRON_TOKEN are removed
+     from the environment it inherits.
+  6. Configuration errors are results (`ok=False`, `error=...`), never exceptions: the job
      definition is replicated data and a typo must not crash an agent.
 
 Configuration keys follow Dkron's shell and http executors (strings such as `"true"`,
@@ -41,6 +43,7 @@ TIMEOUT_S_DEFAULT_HTTP: Final = 30.0
 TIMEOUT_S_MAX: Final = 7 * 24 * 3600.0
 KILL_GRACE_S: Final = 2.0
 HEADERS_MAX: Final = 64
+SECRET_ENV_NAMES: Final = frozenset({"RAFTCRON_SECRET", "RAFTCRON_TOKEN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,7 @@ class ExecutionResult:
 
 
 class ConfigError(ValueError):
-    """An executor_config value that cannot be used; becomes a failed result (Rule 5)."""
+    """An executor_config value that cannot be used; becomes a failed result (Rule 6)."""
 
 
 # ---- configuration parsing (Dkron's string forms and plain JSON alike) ------------------------
@@ -182,6 +185,12 @@ def shell_argv(config: Mapping[str, Any]) -> list[str]:
     return argv
 
 
+def job_base_env() -> dict[str, str]:
+    """The server's environment minus its secrets: a job must not read the cluster secret or
+    the API token (anyone who may define a job could otherwise forge frames or calls)."""
+    return {key: value for key, value in os.environ.items() if key not in SECRET_ENV_NAMES}
+
+
 def attempt_env(info: AttemptInfo) -> dict[str, str]:
     return {
         "RAFTCRON_EXECUTION_ID": info.execution_id, "RAFTCRON_JOB": info.job,
@@ -195,7 +204,7 @@ async def run_shell(config: Mapping[str, Any], info: AttemptInfo) -> ExecutionRe
     try:
         argv = shell_argv(config)
         timeout_s = _seconds(config, "timeout", None)
-        env = {**os.environ, **_env(config), **attempt_env(info)}
+        env = {**job_base_env(), **_env(config), **attempt_env(info)}
         output = TailBuffer(_output_limit(config))
         cwd = config.get("cwd") or None
         if cwd is not None and not isinstance(cwd, str):

@@ -29,6 +29,15 @@ def test_a_command_runs_without_a_shell_and_sees_its_attempt_in_the_environment(
     assert literal.ok and literal.output.strip() == "$HOME; exit 3"
 
 
+def test_a_job_does_not_inherit_the_servers_secrets(monkeypatch: Any) -> None:
+    monkeypatch.setenv("RAFTCRON_SECRET", "s" * 32)
+    monkeypatch.setenv("RAFTCRON_TOKEN", "t")
+    monkeypatch.setenv("HARMLESS", "h")
+    script = "import os; print(sorted(k for k in os.environ if k in ('RAFTCRON_SECRET', 'RAFTCRON_TOKEN', 'HARMLESS')))"
+    result = run(run_shell, {"command": [sys.executable, "-c", script]}, INFO)
+    assert result.output.strip() == "['HARMLESS']"
+
+
 def test_shell_true_uses_the_shell_and_reports_the_exit_code() -> None:
     result = run(run_shell, {"command": "echo out; exit 3", "shell": "true"}, INFO)
     assert not result.ok
