@@ -13,12 +13,16 @@ from jepsen_like.history import pair_operations as pair_operations
 from jepsen_like.history import parse_history as parse_history
 from jepsen_like.linearizability import CheckResult as CheckResult
 from jepsen_like.linearizability import Failure as Failure
+from jepsen_like.linearizability import UNKNOWN as UNKNOWN
 from jepsen_like.linearizability import PartitionResult as PartitionResult
 from jepsen_like.linearizability import check as check
+from jepsen_like.models import MODELS as MODELS
+from jepsen_like.models import NO_VALUE as NO_VALUE
 from jepsen_like.models import KVModel as KVModel
 from jepsen_like.models import Model as Model
 from jepsen_like.models import ModelError as ModelError
 from jepsen_like.models import RegisterModel as RegisterModel
+from jepsen_like.models import ValueFlowModel as ValueFlowModel
 
 __all__ = [
     "CheckResult",
@@ -27,11 +31,15 @@ __all__ = [
     "HistoryError",
     "HistoryRecorder",
     "KVModel",
+    "MODELS",
     "Model",
     "ModelError",
+    "NO_VALUE",
     "Operation",
     "PartitionResult",
     "RegisterModel",
+    "UNKNOWN",
+    "ValueFlowModel",
     "check",
     "dump_history",
     "load_history",

@@ -4,7 +4,7 @@ Rules of this module:
 
 1. A verdict is never wrong. `valid` is True (a linearization exists), False (the search was
    exhaustive and none exists) or "unknown" (the time limit ran out first). The clock is read
-   only to enforce the time limit, so it can change "unknown" but never True into False.
+   only to enforce the time limit: it can turn a verdict into "unknown", never into another.
 2. The search works on one partition at a time (P-compositionality: the model splits the
    history, e.g. per key), so a kv history costs the sum of its keys, not their product.
 3. `info` operations (outcome unknown) return at +infinity: they may be linearized anywhere
@@ -24,7 +24,7 @@ operations done and the same state lead to the same future.
 Open-ended (info) operations are kept out of the list: they never force a backtrack, so they
 are only ever candidates, and the search succeeds without them.
 
-Three additions keep long, highly concurrent histories fast without touching soundness
+Four additions keep long, highly concurrent histories fast without touching soundness
 (each is argued where it is implemented, and a brute-force oracle test compares verdicts):
 
 - Candidate order: the first-returning operation goes first, preceded by the candidates it
@@ -32,10 +32,13 @@ Three additions keep long, highly concurrent histories fast without touching sou
   order changes, never the set tried.
 - Forced observers: a legal operation that never changes the state (a read) is placed at
   once, with no alternative tried, when the model can promise that it is an observer.
-- Value-flow pruning: when the model declares which value each operation needs and gives
-  (`ValueFlowModel`), a configuration in which an unplaced ok operation needs a value that is
-  neither the state nor given by any unplaced operation is abandoned at once, instead of after
-  an exponential detour through the orderings of everything concurrent before it.
+- Counting arguments (`_ValueFlow`): when the model declares which value each operation
+  needs and gives (`ValueFlowModel`), a configuration is abandoned at once if an unplaced ok
+  operation needs a value that can never come back, or if the unplaced operations that need
+  a value and change it outnumber those that can give it back, instead of after an
+  exponential detour through the orderings of everything concurrent with them.
+- A quick proof (`_refute`), before any search: a stale read that real time alone rules out
+  is found in O(n log n), with the three operations that prove it.
 """
 
 from __future__ import annotations
