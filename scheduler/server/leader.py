@@ -9,7 +9,8 @@ Rules:
      Every applied scheduler entry, whoever proposed it, is fed back through `observe`.
   3. Losing leadership (or a proposal refused as NotLeader) drops the planner at once: a
      deposed leader must stop proposing fires. Proposals already in flight are re-checked by
-     the state machine, so at worst they are rejected.
+     the state machine, so at worst they are rejected. A leader whose round failed otherwise
+     (a timeout) rebuilds its planner from the replicated state after a pause.
   4. Agents' reports (heartbeats, renewals, finishes, claims) reach the planner through
      `report`, on the leader only; their commands are stamped with the leader's clock.
 """
@@ -38,6 +39,7 @@ __all__ = ["LeaderService", "wall_ms"]
 
 log = logging.getLogger("raftcron.leader")
 PERIOD_S_DEFAULT: Final = 0.1
+RETRY_PAUSE_S: Final = 1.0
 REPORT_ITEMS_MAX: Final = 1_000
 
 
@@ -88,12 +90,17 @@ class LeaderService:
             term = runtime.node.term
             try:
                 await self._lead(term)
-            except (NotLeader, ProposalDropped, ProposalTimeout) as error:
+            except NotLeader as error:
                 log.info("%s stops planning at term %d: %s", self.server.options.node_id, term, error)
+            except (ProposalDropped, ProposalTimeout) as error:
+                # Still leading but stuck (a slow disk, a lost quorum not yet noticed): start
+                # over from the replicated state after a pause, or stop when deposed.
+                log.warning("%s restarts its planner at term %d: %s", self.server.options.node_id,
+                            term, error)
+                with trio.move_on_after(RETRY_PAUSE_S):
+                    await runtime.wait_role_change()
             finally:
                 self.planner = None
-            while runtime.node.role is Role.LEADER and runtime.node.term == term:
-                await runtime.wait_role_change()  # a failed round: wait for a change of term
 
     async def _lead(self, term: int) -> None:
         runtime = self.server.raft
