@@ -11,7 +11,10 @@ import httpx
 import pytest
 
 from scheduler.server.options import OptionsError, ServerOptions, load_secret
-from scheduler.server.testing import ProcessCluster
+from scheduler.server.client import ApiClient
+from scheduler.server.testing import ProcessCluster, poll
+
+AUTH = {"Authorization": "Bearer sesame"}
 
 
 def options(**changes: object) -> ServerOptions:
@@ -59,16 +62,21 @@ def test_the_cli_refuses_with_one_line_and_exit_2_and_has_no_secret_flag(tmp_pat
     assert "--secret " not in help_text
 
 
-def test_a_token_protects_every_path_but_health(tmp_path: Path) -> None:
-    with ProcessCluster(tmp_path / "c", 1, env={"RAFTCRON_TOKEN": "sesame"}) as cluster:
+def test_a_token_protects_every_path_but_health_and_survives_redirects(tmp_path: Path) -> None:
+    with ProcessCluster(tmp_path / "c", 3, env={"RAFTCRON_TOKEN": "sesame"}) as cluster:
         cluster.start()
         url = cluster.url("n1")
-        from scheduler.server.testing import poll
         poll(lambda: _get(url + "/health") == 200, timeout_s=15, what="n1 serving")
         assert _get(url + "/v1/") == 401
         assert _get(url + "/metrics") == 401
         assert _get(url + "/v1/", token="wrong") == 401
         assert _get(url + "/v1/", token="sesame") == 200
+        leader = poll(lambda: (r := httpx.get(url + "/v1/leader", headers=AUTH)).status_code == 200
+                      and r.json()["id"], timeout_s=15, what="a leader")
+        follower = next(i for i in cluster.ids if i != leader)
+        client = ApiClient([cluster.url(follower)], token="sesame")  # redirected to the leader
+        assert client.request("PUT", "/v1/kv/t", body={"value": 1})["ok"]
+        client.close()
 
 
 def _get(url: str, token: str | None = None) -> int:
