@@ -370,8 +370,13 @@ class RaftRuntime:
                 waiter.resolve(index)
 
     def _maybe_compact(self) -> None:
+        """Snapshot the state machine and drop the log behind it. Only with no Ready pending:
+        a snapshot received from the leader moves the node's applied index before the state
+        machine has restored it, and a snapshot taken then would pair new index, old state."""
         node = self.node
         if node.applied_index - node.snapshot_index < self.options.snapshot_entries:
+            return
+        if node.has_ready():
             return
         snapshot = node.compact(node.applied_index, self.machine.snapshot())
         self.storage.compact(snapshot)
