@@ -85,3 +85,18 @@ def _get(url: str, token: str | None = None) -> int:
         return httpx.get(url, headers=headers).status_code
     except httpx.HTTPError:
         return 0
+
+
+def test_addresses_and_peer_lists_are_parsed_strictly() -> None:
+    from scheduler.server.options import parse_address, parse_peers, parse_tags_option
+
+    assert parse_address("[::1]:7001", "--raft") == ("::1", 7001)
+    assert parse_peers("n1=127.0.0.1:1,n2=127.0.0.1:2") == {"n1": ("127.0.0.1", 1), "n2": ("127.0.0.1", 2)}
+    assert parse_tags_option("zone=a, role=web") == {"zone": "a", "role": "web"}
+    for bad in ("n1", "n1=host", "n1=host:99999", "n1=h:1,n1=h:2", "=h:1"):
+        with pytest.raises(OptionsError):
+            parse_peers(bad)
+    with pytest.raises(OptionsError, match="must include this server"):
+        options(peers={"n2": ("127.0.0.1", 7002)})
+    with pytest.raises(OptionsError, match="wildcard"):
+        options(voter=False, raft_address=("0.0.0.0", 7009), secret=b"x" * 32)
