@@ -13,6 +13,10 @@ Rules:
      (a timeout) rebuilds its planner from the replicated state after a pause.
   4. Agents' reports (heartbeats, renewals, finishes, claims) reach the planner through
      `report`, on the leader only; their commands are stamped with the leader's clock.
+  5. A new leader listens to reports for `listen_s` before its first round, then treats a
+     node it has not heard from as down. Ticks due meanwhile fire a moment late, within
+     their grace window; the alternative, dispatching to a node that may be the crashed
+     leader, turns a tick into a lost execution when the job has no retries.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ __all__ = ["LeaderService", "wall_ms"]
 log = logging.getLogger("raftcron.leader")
 PERIOD_S_DEFAULT: Final = 0.1
 RETRY_PAUSE_S: Final = 1.0
+LISTEN_S_DEFAULT: Final = 1.2  # > two agent report periods (agent.py reports every 0.5 s)
 REPORT_ITEMS_MAX: Final = 1_000
 
 
@@ -49,12 +54,15 @@ def wall_ms() -> int:
 
 
 class LeaderService:
-    def __init__(self, server: Server, policy: PlannerPolicy, period_s: float = PERIOD_S_DEFAULT) -> None:
+    def __init__(self, server: Server, policy: PlannerPolicy, period_s: float = PERIOD_S_DEFAULT,
+                 listen_s: float = LISTEN_S_DEFAULT) -> None:
         self.server = server
         self.policy = policy
         self.period_s = period_s
+        self.listen_s = listen_s
         self.planner: Planner | None = None
         self.rounds = 0
+        self._heard_early: dict[str, tuple[int, AgentInfo]] = {}
         self.entries_proposed = 0
         self.entries_failed = 0
         server.raft.appliers.append(self._observe)
@@ -71,7 +79,10 @@ class LeaderService:
         """Rule 4: an agent's report; False when this server has no planner (not leading)."""
         planner = self.planner
         if planner is None:
-            return False
+            if self.server.raft.node.role is not Role.LEADER:
+                return False
+            self._heard_early[node] = (wall_ms(), info)  # Rule 5: listening before planning
+            return True
         planner.heard(node, wall_ms(), info)
         for key in renew[:REPORT_ITEMS_MAX]:
             planner.renew(node, key)
@@ -102,15 +113,28 @@ class LeaderService:
             finally:
                 self.planner = None
 
+    def _new_planner(self) -> Planner:
+        """Rule 5: a planner that has 'listened' for a full node timeout already, fed what we
+        heard meanwhile, so a node that stayed silent (the crashed old leader) is presumed
+        down at once instead of being handed fresh ticks for its first seconds."""
+        now = wall_ms()
+        planner = Planner(self.server.scheduler.state, self.policy, now - self.policy.node_timeout_ms)
+        for node, (seen, info) in self._heard_early.items():
+            planner.heard(node, seen, info)
+        self._heard_early.clear()
+        return planner
+
     async def _lead(self, term: int) -> None:
         runtime = self.server.raft
+        self._heard_early.clear()
         await runtime.read_index(timeout_s=self.server.options.request_timeout_s)  # Rule 1
-        self.planner = Planner(self.server.scheduler.state, self.policy, wall_ms())
+        await trio.sleep(self.listen_s)
+        self.planner = self._new_planner()
         log.info("%s plans as leader of term %d (%d jobs)", self.server.options.node_id, term,
                  len(self.server.scheduler.state.jobs))
         while runtime.node.role is Role.LEADER and runtime.node.term == term:
             if self.planner.state is not self.server.scheduler.state:  # restored from a snapshot
-                self.planner = Planner(self.server.scheduler.state, self.policy, wall_ms())
+                self.planner = self._new_planner()
             for batch in self.planner.plan(wall_ms()):
                 await self._propose(encode_command(batch))
             self.rounds += 1
