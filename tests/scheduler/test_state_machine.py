@@ -6,6 +6,8 @@ integers of milliseconds; @every anchors are the PutJob's now_ms.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -70,6 +72,14 @@ def test_a_lookup_miss_is_an_illegal_transition() -> None:
     assert step("attempt", "queued", "claim") == "leased"
     with pytest.raises(IllegalTransition, match="attempt in state 'expired' cannot 'renew'"):
         step("attempt", "expired", "renew")
+
+
+def test_the_docs_list_exactly_the_transitions_of_the_tables() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "scheduler.md").read_text()
+    documented = set(re.findall(r"^\| (\w+) \| (\w+) \| (\w+) \|$", text, re.MULTILINE))
+    coded = {(before, event, after) for table in TABLES.values()
+             for (before, event), after in table.items()}
+    assert documented - {("from", "event", "to")} == coded
 
 
 def test_terminal_states_follow_from_the_tables() -> None:
