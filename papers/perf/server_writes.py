@@ -90,10 +90,15 @@ def _write_once(http: httpx.Client, urls: list[str], value: int) -> bool:
     return False
 
 
-def failover_trial(cluster: ProcessCluster, http: httpx.Client) -> float:
+def failover_trial(cluster: ProcessCluster, http: httpx.Client) -> float | None:
+    """One kill; None when the killed server turned out not to lead at the moment of the kill
+    (leadership moved in between), which would measure nothing."""
     leader = cluster.wait_leader()
     urls = [cluster.url(i) for i in cluster.ids if i != leader] + [cluster.url(leader)]
     assert _write_once(http, urls, 0), "the cluster does not take writes before the kill"
+    before = cluster.status(leader)
+    if before is None or before["role"] != "leader":
+        return None
     killed_at = time.perf_counter()
     cluster.kill(leader, signal.SIGKILL)
     value = 1
@@ -104,10 +109,11 @@ def failover_trial(cluster: ProcessCluster, http: httpx.Client) -> float:
     elapsed = time.perf_counter() - killed_at
     cluster.start(leader)
     new_leader = cluster.wait_leader()
-    commit = cluster.status(new_leader)["commit_index"]  # type: ignore[index]
-    poll(lambda: (s := cluster.status(leader)) is not None and s["applied_index"] >= commit,
+    after = cluster.status(new_leader)
+    assert after is not None
+    poll(lambda: (s := cluster.status(leader)) is not None and s["applied_index"] >= after["commit_index"],
          timeout_s=30, what="the restarted server catching up")
-    return elapsed
+    return elapsed if after["term"] > before["term"] else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +130,13 @@ def main(argv: list[str] | None = None) -> int:
             result["load"] = [trio.run(_load, cluster.url(leader), int(count), args.seconds)
                               for count in args.clients.split(",")]
             with httpx.Client(timeout=httpx.Timeout(2.0, connect=0.5)) as http:
-                trials = [failover_trial(cluster, http) for _ in range(args.trials)]
+                trials: list[float] = []
+                for _ in range(3 * args.trials):  # bounded: a trial may measure nothing
+                    if len(trials) == args.trials:
+                        break
+                    trial = failover_trial(cluster, http)
+                    if trial is not None:
+                        trials.append(trial)
             result["failover_ms"] = {
                 "median": round(statistics.median(trials) * 1000, 1),
                 "min": round(min(trials) * 1000, 1), "max": round(max(trials) * 1000, 1),
