@@ -181,7 +181,8 @@ def _run_node(args: argparse.Namespace, *, voter: bool) -> int:
         print(f"raftcron {args.command}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
-        print(f"raftcron {args.command}: error: {error}", file=sys.stderr)
+        print(f"raftcron {args.command}: error: {error} (--raft {args.raft}, --http {args.http})",
+              file=sys.stderr)
         return 1
     return 0
 
