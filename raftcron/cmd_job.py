@@ -180,11 +180,12 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def run_exec_ls(args: argparse.Namespace) -> int:
-    answer = _call(args, "GET", f"/v1/jobs/{args.name}/executions")
+    executions = _call(args, "GET", f"/v1/jobs/{args.name}/executions")
     if args.json:
-        print(json.dumps(answer, indent=2))
+        print(json.dumps(executions, indent=2))
         return 0
-    print(f"{'EXECUTION':<40} {'STATE':<12} {'ATTEMPTS':>8}  NODE")
-    for item in answer["live"] + answer["finished"]:
-        print(f"{item['id']:<40} {item['state']:<12} {item['attempts']:>8}  {item.get('node') or '-'}")
+    print(f"{'TICK':<26} {'SLOT':>4} {'STATE':<12} {'ATTEMPTS':>8}  NODE")
+    for item in executions:
+        print(f"{item['tick']:<26} {item['slot']:>4} {item['state']:<12} {item['attempts']:>8}  "
+              f"{item.get('node_name') or '-'}")
     return 0

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from scheduler.commands import Command, DeleteJob, PutJob, RunNow, ToggleJob, encode_command
+from scheduler.commands import AttemptKey, Command, DeleteJob, PutJob, RunNow, ToggleJob, encode_command
 from scheduler.http_api import ApiError, linearizable, read_json, server_of, write
 from scheduler.job import JobSpec, JobValidationError
 from scheduler.results import Result
@@ -151,7 +151,6 @@ async def put_job(request: Request) -> Response:
     server = server_of(request)
     expected = _if_match(request)
     async with job_lock(server, spec.name):
-        existing = scheduler_state(server).jobs.get(spec.name)
         if expected is not None:
             await linearizable(request)
             existing = scheduler_state(server).jobs.get(spec.name)
@@ -161,11 +160,10 @@ async def put_job(request: Request) -> Response:
                                version=current)
         await propose_command(request, PutJob(now_ms=wall_ms(), job=body))
         record = _job_or_404(server, spec.name)
-    status = 200 if existing is not None else 201
-    if request.query_params.get("runoncreate", "").lower() in ("1", "true", "yes"):
+    if "runoncreate" in request.query_params:  # Dkron: present, whatever its value
         await propose_command(request, RunNow(now_ms=wall_ms(), job=spec.name,
                                               idempotency_key=f"create:{record.version}"))
-    return JSONResponse(job_view(record), status_code=status, headers={"ETag": f'"{record.version}"'})
+    return JSONResponse(job_view(record), status_code=201, headers={"ETag": f'"{record.version}"'})
 
 
 def _if_match(request: Request) -> int | None:
@@ -215,35 +213,69 @@ async def run_job(request: Request) -> Response:
     return JSONResponse({**result.value, "idempotency_key": key}, status_code=202)
 
 
+def _execution(name: str, tick: int, slot: int, state: str, attempts: int) -> dict[str, Any]:
+    """Dkron's execution fields (job_name, success, output, node_name, started_at,
+    finished_at) beside ours (tick, slot, state, attempts)."""
+    return {"id": f"{tick}-{slot}", "job_name": name, "job": name, "tick_ms": tick,
+            "tick": _iso(tick), "slot": slot, "state": state, "attempts": attempts,
+            "success": {"succeeded": True, "failed": False, "unreachable": False}.get(state),
+            "node_name": None, "output": "", "started_at": None, "finished_at": None}
+
+
 def execution_views(state: SchedulerState, name: str) -> list[dict[str, Any]]:
+    """The job's live executions, with the node holding the current attempt's lease."""
     views = []
     for key, execution in state.executions.items():
         if key.job != name:
             continue
-        attempt = next((a for k, a in state.attempts.items() if k.execution == key), None)
-        views.append({
-            "job": key.job, "tick_ms": key.tick, "tick": _iso(key.tick), "slot": key.slot,
-            "id": f"{key.job}/{key.tick}/{key.slot}", "state": execution.state,
-            "trigger": execution.trigger, "attempts": execution.attempts,
-            "node": attempt.node if attempt else None,
-            "lease_deadline_ms": attempt.deadline_ms if attempt else None,
-            "nodes_tried": list(execution.nodes_tried),
-        })
+        view = _execution(name, key.tick, key.slot, execution.state, execution.attempts)
+        attempt = state.attempts.get(AttemptKey(key.job, key.tick, key.slot, execution.attempts))
+        view.update({"trigger": execution.trigger, "nodes_tried": list(execution.nodes_tried),
+                     "node_name": attempt.node if attempt else None,
+                     "lease_deadline_ms": attempt.deadline_ms if attempt else None})
+        views.append(view)
+    return views
+
+
+def _with_local_results(server: Server, views: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill output, node and times from the attempts this node ran itself (output is not
+    replicated: only the node that ran an attempt has it)."""
+    local = {(r["job"], r["tick_ms"], r["slot"]): r for r in server.local_results}
+    for view in views:
+        result = local.get((view["job"], view["tick_ms"], view["slot"]))
+        if result is not None:
+            view.update({"node_name": result["node"], "output": result["output"],
+                         "started_at": _iso(result["started_ms"]),
+                         "finished_at": _iso(result["started_ms"] + result["duration_ms"]),
+                         "exit_code": result["exit_code"], "error": result["error"]})
     return views
 
 
 async def list_executions(request: Request) -> Response:
+    """Dkron's shape: an array, newest first (live ones, then the job's recent finished ones)."""
     await linearizable(request)
     server = server_of(request)
     name = request.path_params["name"]
     record = _job_or_404(server, name)
-    state = scheduler_state(server)
-    live = execution_views(state, name)
-    finished = [{"job": name, "tick_ms": tick, "tick": _iso(tick), "slot": slot,
-                 "id": f"{name}/{tick}/{slot}", "state": execution_state, "attempts": attempts}
-                for tick, slot, execution_state, attempts in reversed(record.recent_executions)]
-    local = [r for r in server.local_results if r["job"] == name]
-    return JSONResponse({"live": live, "finished": finished, "local_results": local})
+    views = execution_views(scheduler_state(server), name)
+    views.sort(key=lambda view: -view["tick_ms"])
+    views += [_execution(name, tick, slot, execution_state, attempts)
+              for tick, slot, execution_state, attempts in reversed(record.recent_executions)]
+    return JSONResponse(_with_local_results(server, views))
+
+
+async def show_execution(request: Request) -> Response:
+    await linearizable(request)
+    server = server_of(request)
+    name, wanted = request.path_params["name"], request.path_params["execution"]
+    record = _job_or_404(server, name)
+    views = execution_views(scheduler_state(server), name) + [
+        _execution(name, tick, slot, execution_state, attempts)
+        for tick, slot, execution_state, attempts in record.recent_executions]
+    found = [view for view in views if view["id"] == wanted]
+    if not found:
+        raise ApiError(404, f"no execution {wanted!r} of job {name!r} (ids are TICK-SLOT)")
+    return JSONResponse(_with_local_results(server, found)[0])
 
 
 async def busy(request: Request) -> Response:
@@ -265,6 +297,7 @@ def job_routes() -> list[Route]:
         Route("/v1/jobs/{name}/run", run_job, methods=["POST"]),
         Route("/v1/jobs/{name}/toggle", toggle_job, methods=["POST"]),
         Route("/v1/jobs/{name}/executions", list_executions, methods=["GET"]),
+        Route("/v1/jobs/{name}/executions/{execution}", show_execution, methods=["GET"]),
         Route("/v1/busy", busy, methods=["GET"]),
     ]
 

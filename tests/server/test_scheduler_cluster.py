@@ -71,6 +71,11 @@ def test_the_job_api_and_cli_round_trip(cluster: ProcessCluster, tmp_path: Path)
     poll(lambda: client.get("/v1/jobs/hello")["last_success"] is not None, timeout_s=15,
          what="the run-now to succeed")
     assert "succeeded" in cli("exec", "ls", "hello").stdout
+    executions = client.get("/v1/jobs/hello/executions")
+    assert isinstance(executions, list) and executions[0]["success"] is True
+    assert executions[0]["job_name"] == "hello" and executions[0]["tick_ms"] == first["run_ms"]
+    one = client.get(f"/v1/jobs/hello/executions/{executions[0]['id']}")
+    assert one["state"] == "succeeded"
     assert cli("job", "toggle", "hello", "--json").returncode == 0
     assert client.get("/v1/jobs/hello")["disabled"] is True
     bad = client.send("POST", "/v1/jobs", body={"name": "x", "schedule": "every day"})
