@@ -70,7 +70,7 @@ def job_view(record: JobRecord) -> dict[str, Any]:
         "live_executions": record.live_executions,
         "last_success": _iso(record.last_success_ms), "last_error": _iso(record.last_error_ms),
         "status": _status(record),
-        "recent": [outcome.to_json() for outcome in record.recent[-8:]],
+        "recent": [outcome.to_json() for outcome in record.recent],  # the state keeps 32
     })
     return view
 
