@@ -177,14 +177,29 @@ def _run_node(args: argparse.Namespace, *, voter: bool) -> int:
     server = Server(options)
     try:
         trio.run(_serve_until_signal, server)
-    except StorageError as error:
-        print(f"raftcron {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"raftcron {args.command}: error: {error} (--raft {args.raft}, --http {args.http})",
-              file=sys.stderr)
+    except (StorageError, OSError, BaseExceptionGroup) as error:
+        cause = _operating_error(error)
+        if cause is None:
+            raise
+        where = "" if isinstance(cause, StorageError) else f" (--raft {args.raft}, --http {args.http})"
+        print(f"raftcron {args.command}: error: {cause}{where}", file=sys.stderr)
         return 1
     return 0
+
+
+def _operating_error(error: BaseException) -> BaseException | None:
+    """The storage or socket error behind a failed start, also when trio wrapped it in an
+    exception group (newer trio always does for errors leaving a nursery); None for a bug."""
+    from raft.errors import StorageError
+
+    if isinstance(error, (StorageError, OSError)):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _operating_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 async def _serve_until_signal(server: Any) -> None:
