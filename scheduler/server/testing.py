@@ -46,6 +46,26 @@ class ProcessCluster:
         self.agents: dict[str, tuple[NodePlan, list[str]]] = {}  # id -> plan, argv
         self._http = httpx.Client(timeout=2.0)
 
+    @classmethod
+    def started(cls, directory: Path, count: int = 3, *, attempts: int = 3,
+                **kwargs: Any) -> ProcessCluster:
+        """A cluster with a leader elected. Free ports are picked before the servers bind them,
+        so another process on this machine may take one first; when a server exits at once,
+        the cluster is planned again on fresh ports (at most `attempts` times)."""
+        for attempt in range(attempts):
+            cluster = cls(directory / f"try{attempt}", count, **kwargs)
+            cluster.start()
+            try:
+                cluster.wait_leader()
+                return cluster
+            except TimeoutError:
+                exited = [i for i, p in cluster.processes.items() if p.poll() is not None]
+                print(cluster.log_tail())
+                cluster.close()
+                if not exited or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable: the loop returns or raises")
+
     # ---- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> ProcessCluster:
         return self

@@ -13,10 +13,9 @@ from scheduler.server.testing import ProcessCluster
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ProcessCluster]:
     """Three servers with a leader elected. Their logs are printed if the test fails."""
-    with ProcessCluster(tmp_path / "cluster", 3) as started:
-        started.start()
-        try:
-            started.wait_leader()
-            yield started
-        finally:
-            print(started.log_tail())  # shown by pytest only when the test failed
+    started = ProcessCluster.started(tmp_path / "cluster")
+    try:
+        yield started
+    finally:
+        print(started.log_tail())  # shown by pytest only when the test failed
+        started.close()

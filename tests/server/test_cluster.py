@@ -116,8 +116,7 @@ def test_sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly(cluster: 
 
 
 def test_a_server_far_behind_catches_up_from_a_snapshot(tmp_path: Path) -> None:
-    with ProcessCluster(tmp_path / "c", 3, extra_args=("--snapshot-entries", "20")) as cluster:
-        cluster.start()
+    with ProcessCluster.started(tmp_path / "c", extra_args=("--snapshot-entries", "20")) as cluster:
         leader = cluster.wait_leader()
         behind = next(i for i in cluster.ids if i != leader)
         cluster.kill(behind, signal.SIGKILL)
