@@ -20,6 +20,8 @@ SUBCOMMANDS: tuple[str, ...] = (
     "raftcron.cmd_bench",
     "raftcron.cmd_server",
     "raftcron.cmd_job",
+    "raftcron.cmd_paper",
+    "raftcron.cmd_plot",
 )
 
 

@@ -1,0 +1,1 @@
+"""Plots drawn from traces and results: `timeline` (swimlanes of one run)."""
