@@ -561,17 +561,17 @@ class RaftNode:
 
     def _append_result(self, m: AppendEntries) -> AppendEntriesResponse:
         log = self._log
-        base = dict(src=self.id, dst=m.src, term=self.term, read_context=m.read_context)
         if m.prev_log_index < log.committed:
             # Our committed prefix matches the leader's (Leader Completeness); skip what we have.
             entries = tuple(e for e in m.entries if e.index > log.committed)
             if not entries:
-                return AppendEntriesResponse(**base, success=True, match_index=log.committed)
+                return AppendEntriesResponse(src=self.id, dst=m.src, term=self.term, success=True,
+                                             match_index=log.committed, read_context=m.read_context)
             m = AppendEntries(src=m.src, dst=m.dst, term=m.term, prev_log_index=entries[0].index - 1,
                               prev_log_term=log.term(entries[0].index - 1) or 0, entries=entries,
                               commit=m.commit, read_context=m.read_context)
         if not log.match_term(m.prev_log_index, m.prev_log_term):
-            return self._reject_append(m, base)
+            return self._reject_append(m, dict(src=self.id, dst=m.src, term=self.term, read_context=m.read_context))
         truncate = "no-truncate" not in self._bugs
         first_changed = log.append(m.entries, truncate=truncate) if m.entries else 0
         if first_changed:
@@ -579,7 +579,9 @@ class RaftNode:
         last_new = m.prev_log_index + len(m.entries)
         if log.commit_to(min(m.commit, last_new)):
             self._emit_commit()
-        return AppendEntriesResponse(**base, success=True, match_index=last_new)
+        # Keywords spelled out, not **base: this is the reply to every append and heartbeat.
+        return AppendEntriesResponse(src=self.id, dst=m.src, term=self.term, success=True,
+                                     match_index=last_new, read_context=m.read_context)
 
     def _reject_append(self, m: AppendEntries, base: dict[str, Any]) -> AppendEntriesResponse:
         """Tell the leader where to retry: past our end, or at the start of the conflicting term."""
@@ -875,7 +877,8 @@ class RaftNode:
         acks = self._round_acks.get(round_)
         if acks is not None:
             acks.add(peer)
-            if len(acks & voters) >= needed:
+            # len(acks) first: most replies cannot make a quorum yet, and `&` builds a set
+            if len(acks) >= needed and len(acks & voters) >= needed:
                 self._lease_from = max(self._lease_from, self._round_sent[round_])
         for read in self._reads:
             if read.round > round_:
