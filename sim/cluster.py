@@ -263,22 +263,18 @@ class SimCluster:
         """Run the Ready contract for one node, let the observer look, and re-arm its timer."""
         raft = node.raft
         assert raft is not None
-        if not raft.has_ready():
-            self._reschedule(node)
-            return
-        ready = handle_ready(raft, node.storage, self._send, lambda e: self._apply(node, e),
-                             lambda s: self._restore(node, s))
-        self.observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
-        if ready.events:
-            self._trace_events(node, ready)
-        for read in ready.read_states:
-            if self.on_read is not None:
-                self.on_read(node.id, read.context, read.index)
-        if self.snapshot_entries and raft.applied_index - raft.snapshot_index >= self.snapshot_entries:
-            self._take_snapshot(node)
-        if raft.has_ready():
-            self._process(node)
-            return
+        while raft.has_ready():  # a loop, not recursion: one has_ready() per Ready
+            ready = handle_ready(raft, node.storage, self._send, lambda e: self._apply(node, e),
+                                 lambda s: self._restore(node, s))
+            self.observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
+            if ready.events:
+                self._trace_events(node, ready)
+            for read in ready.read_states:
+                if self.on_read is not None:
+                    self.on_read(node.id, read.context, read.index)
+            if self.snapshot_entries and raft.applied_index - raft.snapshot_index >= self.snapshot_entries:
+                self._take_snapshot(node)
+            assert node.raft is raft, "a callback replaced the node mid-Ready"
         self._reschedule(node)
 
     def _reschedule(self, node: SimNode) -> None:
