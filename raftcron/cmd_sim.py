@@ -58,8 +58,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--snapshot-entries", type=int, default=1000,
                         help="snapshot when this many entries were applied since the last (0: never)")
     parser.add_argument("--trace", metavar="FILE", help="write the JSON-lines trace here")
-    parser.add_argument("--plot", metavar="FILE",
-                        help="draw the run's timeline, .png or .svg (with --seeds: the last run)")
+    parser.add_argument("--jobs", metavar="FILE",
+                        help="run the scheduler: a JSON list of jobs (see examples/jobs.json); the summary adds "
+                             "tick outcomes and the exactly-once, liveness and no-SPOF checks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     parser.set_defaults(func=run)
 
@@ -111,7 +112,7 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     options = SimOptions(nodes=args.nodes, seconds=args.seconds, seed=seed, faults=faults, schedule=schedule,
                          timings=timings, network=network, proposals_per_second=args.rate,
                          snapshot_entries=args.snapshot_entries, bugs=frozenset(args.bug), storage=args.storage,
-                         trace_sink=trace_sink)
+                         trace_sink=trace_sink, jobs=load_jobs(args.jobs))
     try:
         options.validate()
     except ValueError as error:
@@ -119,7 +120,29 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     return options
 
 
-SIM_BUGS = frozenset({"forget-vote"})
+# forget-vote is the simulator's; the others are scheduler.machine.SCHEDULER_BUGS (docs/scheduler.md)
+SIM_BUGS = frozenset({"forget-vote", "fire-twice", "leader-clock-trust", "lease-no-drift"})
+
+
+def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
+    """The `--jobs` file: a JSON list of Dkron-style jobs, each validated before the run."""
+    if path is None:
+        return None
+    from scheduler.job import JobSpec, JobValidationError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            jobs = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read --jobs {path}: {error}") from None
+    if not isinstance(jobs, list) or not jobs:
+        raise UsageError(f"--jobs {path}: expected a non-empty JSON list of jobs")
+    for position, job in enumerate(jobs):
+        try:
+            JobSpec.from_json(job)
+        except JobValidationError as error:
+            raise UsageError(f"--jobs {path}: job {position + 1}: {error}") from None
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,10 +152,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
-    if args.plot:
-        from raftcron.cmd_plot import check_output
-
-        check_output(args.plot)
     results: list[dict[str, Any]] = []
     worst = 0
     for seed in seeds:
@@ -158,22 +177,13 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
     sink = open(args.trace, "w", encoding="utf-8") if args.trace else None
     try:
         options = build_options(args, seed, sink)
-        options.keep_trace = options.keep_trace or bool(args.plot)
         runner = Runner(options)
         try:
-            if args.plot:
-                from raftcron.cmd_plot import watch_failovers
-
-                failover_windows = watch_failovers(runner)
             if args.save_schedule:
                 with open(args.save_schedule, "w", encoding="utf-8") as handle:
                     handle.write(runner.schedule.dumps())
             with _progress(show_progress and not args.json, options.seconds) as progress:
                 summary = runner.run(progress)
-            if args.plot:
-                from raftcron.cmd_plot import plot_run
-
-                plot_run(args.plot, runner, failover_windows)
         finally:
             runner.close()
     except UsageError:
@@ -184,7 +194,11 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
     finally:
         if sink is not None:
             sink.close()
-    return summary, EXIT_CORRECTNESS if summary["safety_violations"] else 0
+    if summary["safety_violations"] or summary.get("exactly_once_violations"):
+        return summary, EXIT_CORRECTNESS
+    if summary.get("liveness_violations") or summary.get("no_spof_violations"):
+        return summary, EXIT_LIVENESS
+    return summary, 0
 
 
 class _progress:
@@ -217,6 +231,8 @@ def reproduce_command(args: argparse.Namespace, seed: int) -> str:
         parts.append(f"--bug {bug}")
     if args.replay:
         parts.append(f"--replay {args.replay}")
+    if args.jobs:
+        parts.append(f"--jobs {args.jobs}")
     defaults = {"storage": "memory", "rate": 10.0, "election_timeout": "150-300", "heartbeat": 50.0,
                 "latency": "1-5", "loss": 0.0, "dup": 0.0, "snapshot_entries": 1000}
     for name, default in defaults.items():
@@ -255,9 +271,29 @@ def human_summary(s: dict[str, Any]) -> str:
     else:
         lines.append("  safety: election safety, leader append-only, log matching, leader completeness, "
                      "state machine safety, commit monotonic: all held")
+    if "ticks_due" in s:
+        lines.extend(_scheduler_lines(s))
     lines.append(f"  trace sha256 {s['trace_sha256'][:16]}…")
     return "\n".join(lines)
 
 
 def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
+def _scheduler_lines(s: dict[str, Any]) -> list[str]:
+    """The `--jobs` part of the human summary."""
+    lines = [
+        f"  scheduler: {s['jobs']} jobs; {s['ticks_due']} ticks due: {s['ticks_fired']} fired, "
+        f"{s['ticks_skipped']} skipped, {s['ticks_missed']} missed, {s['lost_ticks']} lost",
+        f"    fire delay p99 {s['p99_fire_delay_s']} s, max {s['max_fire_delay_s']} s "
+        f"(bound L = {s['fire_bound_s']} s); runs: {s['runs']}",
+        f"    duplicate fires {s['duplicate_fires']}, duplicate starts {s['duplicate_starts']}, "
+        f"overlapping attempts {s['overlapping_attempts']} (drift bound D = {s['drift_bound_ms']} ms, "
+        f"largest clock offset {s['max_clock_offset_ms']} ms)",
+    ]
+    for name in ("exactly_once_violations", "liveness_violations", "no_spof_violations"):
+        for v in s[name][:5]:
+            lines.append(f"    {name.replace('_', ' ')[:-1]}: {v['kind']} {v.get('job', '')} "
+                         f"{v.get('tick_ms', '')}: {v['detail']}")
+    return lines

@@ -25,6 +25,7 @@ from raft.storage import Storage
 from sim.cluster import RaftTimings, SimCluster
 from sim.faults import FaultAction, FaultSchedule, leader_crash_schedule, random_schedule
 from sim.network import NetworkOptions
+from sim.scheduler_world import SchedulerWorld, WorldOptions, state_machine_factory
 from sim.trace import TraceWriter
 
 
@@ -43,6 +44,8 @@ class SimOptions:
     storage: str = "memory"  # or "lmdb": the real storage code path under simulated crashes
     trace_sink: IO[str] | None = None
     keep_trace: bool = False
+    jobs: list[dict[str, Any]] | None = None  # `--jobs`: run the scheduler (sim/scheduler_world.py)
+    scheduler: WorldOptions = field(default_factory=WorldOptions)
 
     def validate(self) -> None:
         if not 1 <= self.nodes <= 15:
@@ -111,12 +114,16 @@ class Runner:
         storage_kwargs: dict[str, Any] = {}
         if options.storage == "lmdb":
             storage_kwargs = self._lmdb_storage()
+        if options.jobs is not None:
+            storage_kwargs["make_state_machine"] = state_machine_factory(options.bugs)
         self.cluster = SimCluster(ids, seed=options.seed, timings=options.timings, network=options.network,
                                   snapshot_entries=options.snapshot_entries, bugs=options.bugs, trace=self.trace,
                                   **storage_kwargs)
         self.meter = FailoverMeter(self.cluster)
         self.cluster.on_role = self.meter.on_role
         self.cluster.on_deliver = self.meter.on_deliver
+        self.world = (SchedulerWorld(self.cluster, options.jobs, options.scheduler, bugs=options.bugs)
+                      if options.jobs is not None else None)
         self.schedule = self._make_schedule(ids)
         self._crashed: list[str] = []
         self._membership_goals: list[tuple[str, str]] = []
@@ -124,7 +131,7 @@ class Runner:
         self.commits = 0
         self.proposals = 0
         self._install_schedule()
-        if options.proposals_per_second > 0:
+        if options.proposals_per_second > 0 and self.world is None:
             self.cluster.call_at(500.0, self._propose_tick)
 
     def _lmdb_storage(self) -> dict[str, Any]:
@@ -348,6 +355,7 @@ class Runner:
             "max_log_entries": cluster.max_log_entries,
             "faults": [a.to_json() for a in self.schedule.actions],
             "safety_violations": [v.to_json() for v in cluster.observer.violations],
+            **(self.world.summary(self.cluster.now) if self.world is not None else {}),
             "trace_sha256": self.trace.sha256(),
         }
 

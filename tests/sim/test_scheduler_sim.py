@@ -125,8 +125,11 @@ def test_the_fire_twice_bug_is_caught() -> None:
 
 def leader_crashes(seconds: float) -> list[FaultAction]:
     """Crash whoever leads every 3 s, just before a tick of TICK/HALF is due."""
-    return [FaultAction(at_ms=at, kind="crash", node="leader", duration=1_500.0)
-            for at in range(3_150, int(seconds * 1000) - 5_000, 3_000)]
+    actions = []
+    for at in range(3_150, int(seconds * 1000) - 5_000, 3_000):
+        actions += [FaultAction(at_ms=float(at), kind="crash", node="leader"),
+                    FaultAction(at_ms=at + 1_500.0, kind="restart", node="crashed")]
+    return actions
 
 
 @pytest.mark.parametrize("bugs", [(), ("leader-clock-trust",)])
@@ -239,8 +242,8 @@ def test_an_agent_crash_mid_run_is_retried_after_the_lease_and_never_restarted()
 def test_a_long_outage_is_one_missed_range_then_a_bounded_catch_up() -> None:
     jobs = [{**TICK, "grace_seconds": 5}, {**QUICK, "name": "cron", "schedule": "*/2 * * * * *",
                                            "grace_seconds": 3}]
-    majority_down = [FaultAction(at_ms=10_000.0, kind="crash", node=node, duration=30_000.0)
-                     for node in ("n1", "n2", "n3")]
+    majority_down = [FaultAction(at_ms=at, kind=kind, node=node) for node in ("n1", "n2", "n3")
+                     for at, kind in ((10_000.0, "crash"), (40_000.0, "restart"))]
     summary, runner = run(jobs, seconds=60, seed=2, actions=majority_down)
     clean(summary)  # no quorum for 30 s: the no-SPOF checker owes nothing for those ticks
     ranges = [o for o in runner.world.history.outcomes if o.count > 1]  # type: ignore[union-attr]
