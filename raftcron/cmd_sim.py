@@ -61,6 +61,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--jobs", metavar="FILE",
                         help="run the scheduler: a JSON list of jobs (see examples/jobs.json); the summary adds "
                              "tick outcomes and the exactly-once, liveness and no-SPOF checks")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="draw the run's timeline, .png or .svg (with --seeds: the last run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     parser.set_defaults(func=run)
 
@@ -152,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
+    if args.plot:
+        from raftcron.cmd_plot import check_output
+
+        check_output(args.plot)
     results: list[dict[str, Any]] = []
     worst = 0
     for seed in seeds:
@@ -177,13 +183,22 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
     sink = open(args.trace, "w", encoding="utf-8") if args.trace else None
     try:
         options = build_options(args, seed, sink)
+        options.keep_trace = options.keep_trace or bool(args.plot)
         runner = Runner(options)
         try:
+            if args.plot:
+                from raftcron.cmd_plot import watch_failovers
+
+                failover_windows = watch_failovers(runner)
             if args.save_schedule:
                 with open(args.save_schedule, "w", encoding="utf-8") as handle:
                     handle.write(runner.schedule.dumps())
             with _progress(show_progress and not args.json, options.seconds) as progress:
                 summary = runner.run(progress)
+            if args.plot:
+                from raftcron.cmd_plot import plot_run
+
+                plot_run(args.plot, runner, failover_windows)
         finally:
             runner.close()
     except UsageError:
