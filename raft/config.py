@@ -30,6 +30,7 @@ class RaftConfig:
     inflight_messages_max: int = 64
     snapshot_chunk_bytes: int = 64 * 1024
     uncommitted_entries_max: int = 10_000
+    keep_timer_on_higher_term: bool = False  # Figure 2's timer rule instead of etcd's (docs/raft.md)
     clock_drift_rate_max: float = 0.001  # lease reads assume every clock's rate is within 1 ± this
     bugs: frozenset[str] = field(default_factory=frozenset)
 

@@ -366,7 +366,13 @@ class RaftNode:
         if isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted:
             return True  # the future term of our own pre-vote; not a reason to step down
         leader = message.src if isinstance(message, (AppendEntries, InstallSnapshot)) else None
-        self._become_follower(message.term, leader, reason="higher term")
+        # Figure 2 resets the election timer only on a leader's append, a granted vote, or our
+        # own campaign; etcd (and our default) redraws it on every new term. With
+        # `keep_timer_on_higher_term` a follower that merely learns a higher term from a vote
+        # request keeps its timer, so an ineligible candidate that times out first no longer
+        # delays the eligible ones (papers/raft_election/README.md measures the difference).
+        keep = self.cfg.keep_timer_on_higher_term and isinstance(message, RequestVote)
+        self._become_follower(message.term, leader, reason="higher term", keep_timer=keep)
         return True
 
     def _answer_lower_term(self, message: Message) -> None:
@@ -404,9 +410,10 @@ class RaftNode:
         assert transition in LEGAL_TRANSITIONS, f"invalid transition [{self.role.value} -> {role.value}]"
         self.role = role
 
-    def _become_follower(self, term: int, leader: str | None, *, reason: str) -> None:
+    def _become_follower(self, term: int, leader: str | None, *, reason: str, keep_timer: bool = False) -> None:
         assert term >= self.term
         was = self.role
+        keep_timer = keep_timer and was is Role.FOLLOWER and self._election_deadline != math.inf
         if term > self.term:
             self.term, self.vote = term, None
         self._set_role(Role.FOLLOWER)
@@ -416,7 +423,8 @@ class RaftNode:
         self._transfer_target = None
         self._transfer_deadline = self._heartbeat_deadline = self._quorum_deadline = math.inf
         self._abandon_reads()
-        self._reset_election_deadline()
+        if not keep_timer:
+            self._reset_election_deadline()
         if was is not Role.FOLLOWER or reason == "start":
             self._emit("role", role="follower", term=self.term, leader=leader, reason=reason)
 
