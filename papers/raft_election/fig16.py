@@ -376,10 +376,10 @@ def _keep_timer_on_step_down(raft: RaftNode) -> None:
     original = raft._become_follower
     assert hasattr(raft, "_election_deadline"), "RaftNode changed: update the +fig2timer ablation"
 
-    def become_follower(term: int, leader: str | None, *, reason: str) -> None:
+    def become_follower(term: int, leader: str | None, *, reason: str, keep_timer: bool = False) -> None:
         deadline = raft._election_deadline
         keep = reason in ("higher term", "lost election") and raft.role is not Role.LEADER
-        original(term, leader, reason=reason)
+        original(term, leader, reason=reason, keep_timer=keep_timer)
         if keep and math.isfinite(deadline):
             raft._election_deadline = deadline
 
