@@ -116,7 +116,9 @@ class LedgerEvent:
 
 @dataclass(frozen=True, slots=True)
 class JobTimeline:
-    """A job definition and the span it was in force: ticks in (anchor_ms, until_ms]."""
+    """A job definition and the span it was in force: its schedule's ticks in
+    (anchor_ms, until_ms] (`anchor_ms` here is where its ticks start: the creation time, or
+    the cursor it inherited)."""
 
     name: str
     schedule: Schedule
@@ -235,18 +237,29 @@ def _expand(timeline: JobTimeline, outcome: OutcomeRecord) -> list[int] | str:
     return ticks
 
 
+def _timeline_of(timelines: list[JobTimeline], tick: int) -> JobTimeline | None:
+    for timeline in timelines:
+        if timeline.anchor_ms < tick and (timeline.until_ms is None or tick <= timeline.until_ms):
+            return timeline
+    return None
+
+
 def tick_outcomes(jobs: Sequence[JobTimeline], outcomes: Iterable[OutcomeRecord]
                   ) -> tuple[dict[tuple[str, int], list[OutcomeRecord]], list[Violation]]:
     """Every scheduled tick's outcomes, keyed (job, tick); plus records that describe no
-    ticks of their job (invented ticks)."""
-    by_name = {timeline.name: timeline for timeline in jobs}
+    ticks of their job's definition in force then (invented ticks). A job updated over time
+    has one timeline per definition."""
+    by_name: dict[str, list[JobTimeline]] = defaultdict(list)
+    for timeline in jobs:
+        by_name[timeline.name].append(timeline)
     found: dict[tuple[str, int], list[OutcomeRecord]] = defaultdict(list)
     violations = []
     for outcome in outcomes:
         if outcome.trigger != "schedule":
             continue
-        timeline = by_name.get(outcome.job)
-        ticks = "unknown job" if timeline is None else _expand(timeline, outcome)
+        covering = _timeline_of(by_name.get(outcome.job, []), outcome.first_ms)
+        ticks = "no definition of the job covers it" if covering is None else \
+            _expand(covering, outcome)
         if isinstance(ticks, str):
             violations.append(Violation("invented_tick", ticks, outcome.job, outcome.first_ms))
             continue

@@ -20,7 +20,9 @@ from typing import Final
 from scheduler.commands import AttemptKey, Assign, Claim, ExecKey, Expire, Finish, Renew
 from scheduler.job import JobSpec
 from scheduler.lifecycle import step
-from scheduler.results import AttemptEnd, Effect, Lease, Outcome, Result, Waiting, ok, rejected
+from scheduler.results import (
+    AttemptEnd, Effect, JobChanged, Lease, Outcome, Result, Waiting, ok, rejected,
+)
 from scheduler.state import Attempt, Execution, Firing, JobRecord, SchedulerState
 
 __all__ = ["assign", "backoff_ms", "claim", "create_firing", "expire", "finish", "renew",
@@ -276,6 +278,12 @@ def _end_execution(state: SchedulerState, execution: Execution, now_ms: int,
             child = state.jobs.get(child_name)
             if child is not None and child.state == "enabled":
                 start_run(state, child, now_ms, "parent", effects)
+        if job is not None and job.spec.ephemeral and not state.children.get(key.job):
+            # Dkron's `ephemeral`: gone after its first successful run (kept while it has
+            # children, which could never run again otherwise: deleting a parent is refused).
+            state.retire_job(key.job)
+            end_waiting(state, key.job, now_ms, effects)
+            effects.append(JobChanged(key.job))
 
 
 def end_waiting(state: SchedulerState, job_name: str, now_ms: int, effects: list[Effect]) -> None:

@@ -40,7 +40,6 @@ __all__ = ["SCHEDULER_BUGS", "SchedulerStateMachine"]
 
 SCHEDULER_BUGS: Final = frozenset({"fire-twice", "leader-clock-trust", "lease-no-drift"})
 SUPERSEDE_SCAN_MAX: Final = 100_000
-RETIRED_MAX: Final = 10_000
 
 
 class SchedulerStateMachine:
@@ -131,8 +130,8 @@ class SchedulerStateMachine:
         if existing is not None:
             _carry_over(existing, job)
         jobs[spec.name] = job
-        self._relink_parent(spec.name, existing.spec.parent_job if existing else None,
-                            spec.parent_job)
+        self.state.link_parent(spec.name, existing.spec.parent_job if existing else None,
+                               spec.parent_job)
         effects.append(JobChanged(spec.name))
         return ok(effects, value={"version": index, "next_tick_ms": job.next_tick_ms})
 
@@ -151,17 +150,6 @@ class SchedulerStateMachine:
             record = self.state.jobs.get(parent)
             parent = record.spec.parent_job if record is not None else None
         return ""
-
-    def _relink_parent(self, name: str, old: str | None, new: str | None) -> None:
-        children = self.state.children
-        if old == new:
-            return
-        if old is not None and name in children.get(old, ()):
-            children[old].remove(name)
-            if not children[old]:
-                del children[old]
-        if new is not None:
-            children[new] = sorted([*children.get(new, []), name])
 
     def _supersede(self, job: JobRecord, now_ms: int, effects: list[Effect]) -> None:
         """An update replaces the definition from `now_ms` on; the old definition's ticks in
@@ -184,13 +172,8 @@ class SchedulerStateMachine:
             return rejected("has_children", f"jobs {self.state.children[cmd.name]} depend on it")
         step("job", job.state, "delete")
         effects: list[Effect] = []
-        del self.state.jobs[cmd.name]
-        self._relink_parent(cmd.name, job.spec.parent_job, None)
+        self.state.retire_job(cmd.name)
         attempts.end_waiting(self.state, cmd.name, cmd.now_ms, effects)
-        retired = self.state.retired
-        retired[cmd.name] = job.cursor_ms
-        if len(retired) > RETIRED_MAX:
-            del retired[next(iter(retired))]
         effects.append(JobChanged(cmd.name))
         return ok(effects)
 

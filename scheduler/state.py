@@ -31,6 +31,7 @@ __all__ = ["Attempt", "Execution", "Firing", "JobRecord", "NodeRecord", "Schedul
 
 RECENT_MAX: Final = 32
 IDEMPOTENCY_KEYS_MAX: Final = 10_000
+RETIRED_MAX: Final = 10_000
 RANGE_TICKS_MAX: Final = 4096  # ticks one missed/skipped record may cover, unless @every (O(1))
 SNAPSHOT_FORMAT: Final = 1
 
@@ -158,6 +159,28 @@ class SchedulerState:
         return JobRecord(spec=spec, version=version, anchor_ms=anchor_ms, cursor_ms=cursor_ms,
                          state=state, schedule=schedule,
                          next_tick_ms=schedule.next_after(cursor_ms))
+
+    def link_parent(self, name: str, old: str | None, new: str | None) -> None:
+        """Keep the parent -> children index right when `name` changes its parent."""
+        children = self.children
+        if old == new:
+            return
+        if old is not None and name in children.get(old, ()):
+            children[old].remove(name)
+            if not children[old]:
+                del children[old]
+        if new is not None:
+            children[new] = sorted([*children.get(new, []), name])
+
+    def retire_job(self, name: str) -> JobRecord:
+        """Remove a job (deleted, or ephemeral after its first success). Its cursor is kept
+        (the last RETIRED_MAX of them), so a job re-created under the name never reuses a tick."""
+        job = self.jobs.pop(name)
+        self.link_parent(name, job.spec.parent_job, None)
+        self.retired[name] = job.cursor_ms
+        if len(self.retired) > RETIRED_MAX:
+            del self.retired[next(iter(self.retired))]
+        return job
 
     def reindex_children(self) -> None:
         index: dict[str, list[str]] = {}

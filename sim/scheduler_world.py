@@ -40,7 +40,7 @@ from scheduler.commands import (
 from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
 from scheduler.planner import AgentInfo, Planner, PlannerPolicy
-from scheduler.results import Result
+from scheduler.results import JobChanged, Result
 from sim.cluster import SimCluster
 from sim.executors import Deliver, SimAgent
 from sim.ledger import History, Ledger
@@ -129,6 +129,9 @@ class SchedulerWorld:
         self._degraded_since: float | None = None
         self.max_offset_ms = 0.0
         self.jobs_loaded_ms: float | None = None
+        self._timelines: list[JobTimeline] = []
+        self._open_timeline: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
         self.fires_proposed = 0
         self.on_fire_proposed: Callable[[str], None] | None = None  # tests: crash "now"
         self._hook(cluster)
@@ -264,6 +267,9 @@ class SchedulerWorld:
                 command = decode_command(entry.data)
             except CommandError:
                 command = None
+            changed = [e.name for e in effects if isinstance(e, JobChanged)]
+            if changed:
+                self._track_jobs(node_id, changed)
             for outcome in self.history.record(entry.index, self.cluster.now, command, result):
                 kind = {"fired": "fire", "skipped": "skip", "missed": "miss"}[outcome.kind]
                 node = self.cluster.nodes[node_id]
@@ -395,13 +401,30 @@ class SchedulerWorld:
         return net.latency_ms_max + (net.reorder_delay_ms_max if net.reorder_probability else 0)
 
     def timelines(self) -> list[JobTimeline]:
-        """The jobs as the most advanced replica knows them."""
-        replicas = [n.sm for n in self.cluster.nodes.values() if n.sm is not None]
-        if not replicas:
-            return []
-        best = max(replicas, key=lambda sm: sm.state.applied_index)
-        return [JobTimeline(name, job.schedule, job.anchor_ms)
-                for name, job in best.state.jobs.items()]
+        """Every job definition that was in force, with its span, in commit order."""
+        return list(self._timelines)
+
+    def _track_jobs(self, node_id: str, names: list[str]) -> None:
+        """After the first apply of an entry that changed jobs: close the span of a replaced
+        or removed definition, open one for a new definition (toggles change neither)."""
+        state = self.cluster.nodes[node_id].sm.state
+        for name in names:
+            job = state.jobs.get(name)
+            open_at = self._open_timeline.get(name)
+            version = None if job is None else job.version
+            if open_at is not None and self._versions.get(name) == version:
+                continue
+            if open_at is not None:
+                old = self._timelines[open_at]
+                until = job.anchor_ms if job is not None else state.retired.get(name, 0)
+                self._timelines[open_at] = replace(old, until_ms=until)
+                del self._open_timeline[name]
+            if job is not None:
+                self._open_timeline[name] = len(self._timelines)
+                self._versions[name] = job.version
+                self._timelines.append(JobTimeline(name, job.schedule, job.cursor_ms))
+            else:
+                self._versions.pop(name, None)
 
     def summary(self, end_ms: float) -> dict[str, Any]:
         self._sample_offsets()

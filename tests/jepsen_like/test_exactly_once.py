@@ -112,6 +112,16 @@ def test_outcomes_for_ticks_the_schedule_lacks_are_invented() -> None:
     assert kinds(report.violations) == ["invented_tick"] * 3
 
 
+def test_an_updated_job_owes_each_definitions_ticks_within_its_span() -> None:
+    old = JobTimeline("tick", EVERY, anchor_ms=0, until_ms=2_500)
+    new = JobTimeline("tick", parse_schedule("@every 2s", anchor_ms=2_500), anchor_ms=2_500)
+    outcomes = [fired(1_000), fired(2_000), fired(4_500), fired(6_500)]
+    report = check_tick_liveness([old, new], outcomes, end_ms=7_000, margin_ms=0)
+    assert (report.due, report.fired, report.violations) == (4, 4, [])
+    stale = check_tick_liveness([old, new], [*outcomes, fired(3_000)], end_ms=7_000, margin_ms=0)
+    assert kinds(stale.violations) == ["invented_tick"]  # the old definition's, after the update
+
+
 # ---- guarantee 4 -------------------------------------------------------------------------------
 
 BOUND = 500.0

@@ -22,7 +22,7 @@ from scheduler.commands import (
 )
 from scheduler.lifecycle import TABLES, IllegalTransition, step, terminal_states
 from scheduler.machine import SchedulerStateMachine
-from scheduler.results import AttemptEnd, Lease, Outcome, Result, Waiting
+from scheduler.results import AttemptEnd, JobChanged, Lease, Outcome, Result, Waiting
 
 LEASE, QUEUE = 10_000, 5_000
 
@@ -414,6 +414,19 @@ def test_a_parent_success_runs_its_children_once() -> None:
     ok(m.apply_command(Assign(now_ms=1_600, key=AttemptKey("child", 1_500, 0, 1), node="n2",
                               lease_ms=LEASE, queue_ms=QUEUE)))
     assert m.state.attempts[AttemptKey("child", 1_500, 0, 1)].node == "n2"
+
+
+def test_an_ephemeral_job_is_gone_after_its_first_success() -> None:
+    m = machine({**EVERY, "ephemeral": True, "retries": 1})
+    ok(fire(m, "tick", 1_000))
+    ok(m.apply_command(Finish(now_ms=1_500, key=KEY, node="n1", ok=False)))
+    assert "tick" in m.state.jobs  # a failure is not a success
+    second = AttemptKey("tick", 1_000, 0, 2)
+    ok(m.apply_command(Assign(now_ms=2_500, key=second, node="n2", lease_ms=LEASE,
+                              queue_ms=QUEUE)))
+    result = ok(m.apply_command(Finish(now_ms=2_600, key=second, node="n2", ok=True)))
+    assert "tick" not in m.state.jobs and JobChanged("tick") in result.effects
+    assert m.state.retired["tick"] == 1_000
 
 
 # ---- run now, nodes, batches -----------------------------------------------------------------------

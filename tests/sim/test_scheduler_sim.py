@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from raftcron.cli import main
+from scheduler.commands import PutJob
 from sim.faults import FaultAction, FaultSchedule
 from sim.runner import Runner, SimOptions
 from sim.scheduler_world import WorldOptions
@@ -90,6 +91,30 @@ def test_pull_mode_nodes_claim_every_slot_and_each_runs_once() -> None:
     starts = [e for e in runner.world.ledger.events if e.kind == "start"]  # type: ignore[union-attr]
     assert len(starts) >= summary["ticks_fired"] - 2  # the last few may still wait for a claim
     assert summary["stale_proposals_rejected"].get("illegal_transition", 0) >= 0
+
+
+def test_ephemeral_jobs_and_updates_keep_the_books_straight() -> None:
+    once = {**QUICK, "name": "once", "schedule": "@every 2s", "ephemeral": True}
+
+    def update_later(runner: Runner) -> None:
+        def update() -> None:
+            world = runner.world
+            assert world is not None
+            leader = runner.cluster.leader()
+            assert leader is not None
+            world.loops[leader].planner.submit(
+                lambda now: PutJob(now_ms=now, job={**TICK, "schedule": "@every 700ms"}))
+
+        runner.cluster.call_at(10_000.0, update)
+
+    summary, runner = run([TICK, once], seconds=30, setup=update_later)
+    clean(summary)
+    world = runner.world
+    assert world is not None
+    assert [(t.name, t.until_ms is not None) for t in world.timelines()] == [
+        ("tick", True), ("once", True), ("tick", False)]
+    assert [kind for _, kind, _ in runs_of(runner, "once")] == ["start", "finish"]
+    assert summary["ticks_due"] >= 9 + 24  # 1 s ticks until 10 s, then 0.7 s ticks to ~28 s
 
 
 # ---- leader crashes ------------------------------------------------------------------------------
