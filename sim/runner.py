@@ -82,6 +82,7 @@ class FailoverMeter:
     def leader_lost(self) -> None:
         if self.outage_start is None:
             self.outage_start = self.cluster.now
+            self._acks.clear()  # the same leader, back in the same term, must be heard anew
 
     def on_node_down(self, node: str) -> None:
         if self.current is not None and self.current[1] == node:
@@ -91,8 +92,8 @@ class FailoverMeter:
         if self.outage_start is None or not isinstance(message, AppendEntries):
             return
         key = (message.term, message.src)
-        if self.current is not None and key[0] <= self.current[0]:
-            return
+        if self.current is not None and key[0] < self.current[0]:
+            return  # an older term; the same term is the lost leader coming back (one leader per term)
         acks = self._acks.setdefault(key, {message.src})
         acks.add(message.dst)
         if len(acks) >= self.quorum:
