@@ -39,15 +39,26 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="run N seeds derived from --seed; stop at the first violation")
     parser.add_argument("--faults", default=None, metavar="LIST",
-                        help="random faults from: crash,partition,pause,skew,loss,dup (or 'all', or 'none'); "
-                             "default: crash the leader once")
+                        help="swarm faults (docs/testing.md) from: crash,partition,pause,skew,loss,dup,transfer "
+                             "(or 'all', or 'none'), at an intensity drawn per seed; 'swarm' also draws which "
+                             "kinds, the network and the client mix per seed. Default: crash the leader once; "
+                             "with --bug or --seeds N>1: swarm")
     parser.add_argument("--replay", metavar="FILE", help="replay a fault schedule saved with --save-schedule")
     parser.add_argument("--save-schedule", metavar="FILE", help="write the fault schedule used as JSON")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="re-introduce a known bug (repeatable); see docs/bugs.md")
     parser.add_argument("--storage", choices=("memory", "lmdb"), default="memory",
                         help="node storage: in memory (fast) or real LMDB files (default memory)")
-    parser.add_argument("--rate", type=float, default=10.0, help="client proposals per second (default 10)")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="client operations per second, all clients together (default 10)")
+    parser.add_argument("--workload", choices=("kv", "counter"), default="kv",
+                        help="kv: clients read, write and cas a few keys and the history is checked for "
+                             "linearizability; counter: the leader gets blind writes (default kv)")
+    parser.add_argument("--clients", type=int, default=5, help="kv: concurrent clients (default 5)")
+    parser.add_argument("--keys", type=int, default=3, help="kv: keys the clients share (default 3)")
+    parser.add_argument("--history", metavar="FILE",
+                        help="kv: write the client history as JSON lines (check it: raftcron jepsen check "
+                             "FILE --model kv)")
     parser.add_argument("--election-timeout", default="150-300", metavar="MIN-MAX",
                         help="election timeout range in ms (default 150-300)")
     parser.add_argument("--heartbeat", type=float, default=50.0, help="heartbeat interval in ms (default 50)")
@@ -91,17 +102,29 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
         if bug not in known_bugs:
             raise UsageError(f"unknown bug {bug!r}; known: {', '.join(sorted(known_bugs))}")
     faults: set[str] | None = None
-    if args.faults is not None:
-        faults = set(FAULT_KINDS) if args.faults == "all" else set() if args.faults == "none" else {
-            f.strip() for f in args.faults.split(",") if f.strip()}
+    swarm = swarm_environment = False
+    mode = args.faults
+    if mode is None and (args.bug or args.seeds > 1) and not args.jobs:
+        mode = "swarm"  # hunting: the default story would never find anything
+    if mode == "swarm":
+        swarm = swarm_environment = True
+    elif mode is not None:
+        faults = set(FAULT_KINDS) if mode == "all" else set() if mode == "none" else {
+            f.strip() for f in mode.split(",") if f.strip()}
         unknown = faults - set(FAULT_KINDS)
         if unknown:
             raise UsageError(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(FAULT_KINDS)}")
+        swarm = bool(faults)
     schedule = None
     if args.replay:
         try:
             with open(args.replay, encoding="utf-8") as handle:
                 schedule = FaultSchedule.from_json(json.load(handle))
+            if schedule.options is not None:  # a self-contained schedule: it names its own run
+                replayed = SimOptions.from_json(schedule.options, seed=schedule.seed or 0)
+                replayed.schedule, replayed.trace_sink = schedule, trace_sink
+                replayed.validate()
+                return replayed
         except (OSError, ValueError, TypeError, KeyError) as error:
             raise UsageError(f"cannot replay {args.replay}: {error}") from None
     low, high = parse_range(args.election_timeout, "election-timeout")
@@ -114,7 +137,8 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     options = SimOptions(nodes=args.nodes, seconds=args.seconds, seed=seed, faults=faults, schedule=schedule,
                          timings=timings, network=network, proposals_per_second=args.rate,
                          snapshot_entries=args.snapshot_entries, bugs=frozenset(args.bug), storage=args.storage,
-                         trace_sink=trace_sink, jobs=load_jobs(args.jobs))
+                         trace_sink=trace_sink, jobs=load_jobs(args.jobs), workload=args.workload,
+                         clients=args.clients, keys=args.keys, swarm=swarm, swarm_environment=swarm_environment)
     try:
         options.validate()
     except ValueError as error:
@@ -165,10 +189,11 @@ def run(args: argparse.Namespace) -> int:
         results.append(summary)
         worst = max(worst, code)
         if len(seeds) > 1 and not args.json:
-            verdict = "ok" if code == 0 else f"FAILED ({len(summary.get('safety_violations', []))} violations)"
-            print(f"seed {seed}: {verdict}", flush=True)
+            print(f"seed {seed}: {_verdict(summary)}", flush=True)
         if code:
             print(f"reproduce: {reproduce_command(args, seed)}", file=sys.stderr)
+            if summary.get("schedule_file"):
+                print(f"reproduce exactly: raftcron sim --replay {summary['schedule_file']}", file=sys.stderr)
             break
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else {"runs": results, "seeds_run": len(results)}))
@@ -195,6 +220,10 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
                     handle.write(runner.schedule.dumps())
             with _progress(show_progress and not args.json, options.seconds) as progress:
                 summary = runner.run(progress)
+            if args.history and runner.workload is not None:
+                runner.workload.history.dump(args.history)
+            if _exit_code(summary):
+                summary["schedule_file"] = args.replay or _save_failing_schedule(args, runner, seed)
             if args.plot:
                 from raftcron.cmd_plot import plot_run
 
@@ -209,11 +238,46 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
     finally:
         if sink is not None:
             sink.close()
-    if summary["safety_violations"] or summary.get("exactly_once_violations"):
-        return summary, EXIT_CORRECTNESS
-    if summary.get("liveness_violations") or summary.get("no_spof_violations"):
-        return summary, EXIT_LIVENESS
-    return summary, 0
+    return summary, _exit_code(summary)
+
+
+def _exit_code(summary: dict[str, Any]) -> int:
+    """129 for anything wrong with what clients were told or what nodes hold (Raft safety, a
+    non-linearizable history, scheduler exactly-once), 128 for a cluster that did not recover."""
+    if (summary["safety_violations"] or summary.get("exactly_once_violations")
+            or summary.get("linearizability_violations")):
+        return EXIT_CORRECTNESS
+    if (summary.get("liveness_violations") or summary.get("no_spof_violations")
+            or (summary.get("liveness") or {}).get("failure")):
+        return EXIT_LIVENESS
+    return 0
+
+
+def _save_failing_schedule(args: argparse.Namespace, runner: Any, seed: int) -> str:
+    """The failing run as a self-contained schedule (seed and options inside), for --replay."""
+    import os
+    import tempfile
+
+    path = args.save_schedule or os.path.join(tempfile.gettempdir(), f"raftcron-sim-{seed}.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(runner.schedule.dumps())
+    return str(path)
+
+
+def _verdict(summary: dict[str, Any]) -> str:
+    if summary.get("crashed"):
+        return "CRASHED (the simulator raised)"
+    problems = []
+    if summary.get("safety_violations"):
+        problems.append(f"{len(summary['safety_violations'])} safety violations")
+    if summary.get("linearizability_violations"):
+        problems.append(f"non-linearizable keys {[f['key'] for f in summary['linearizability_violations']]}")
+    if (summary.get("liveness") or {}).get("failure"):
+        problems.append("liveness: " + summary["liveness"]["failure"])
+    for name in ("exactly_once_violations", "liveness_violations", "no_spof_violations"):
+        if summary.get(name):
+            problems.append(f"{len(summary[name])} {name.replace('_', ' ')}")
+    return "ok" if not problems else "FAILED (" + "; ".join(problems) + ")"
 
 
 class _progress:
@@ -288,8 +352,38 @@ def human_summary(s: dict[str, Any]) -> str:
                      "state machine safety, commit monotonic: all held")
     if "ticks_due" in s:
         lines.extend(_scheduler_lines(s))
+    lines.extend(_client_lines(s))
     lines.append(f"  trace sha256 {s['trace_sha256'][:16]}…")
     return "\n".join(lines)
+
+
+def _client_lines(s: dict[str, Any]) -> list[str]:
+    """The kv workload's verdict, the liveness phase and the swarm's draw, when there are any."""
+    lines: list[str] = []
+    ops = s.get("client_operations")
+    if ops is not None:
+        verdict = {True: "linearizable", False: "NOT LINEARIZABLE", "unknown": "unknown (checker out of time)"}
+        lines.append(f"  clients: {ops['invoke']} operations, {ops['ok']} ok, {ops['fail']} failed, "
+                     f"{ops['info']} unknown; history {verdict.get(s['linearizable'], s['linearizable'])}")
+        if s.get("linearizability_unknown_keys"):
+            lines.append(f"    keys the checker could not decide in time: {s['linearizability_unknown_keys']}")
+        for failure in s.get("linearizability_violations", [])[:3]:
+            lines.append(f"    key {failure['key']!r}:")
+            lines.extend(f"      {line}" for line in failure["explanation"])
+    liveness = s.get("liveness")
+    if liveness is not None:
+        if liveness.get("failure"):
+            lines.append(f"  LIVENESS: core {liveness['core']} {liveness['failure']}")
+        elif liveness.get("converged_after_ms") is not None:
+            lines.append(f"  liveness: core {liveness['core']} healed at {liveness['began_ms'] / 1000:.3f} s and "
+                         f"converged in {liveness['converged_after_ms']:.0f} ms (bound {liveness['bound_ms']:.0f} ms)")
+    swarm = s.get("swarm")
+    if swarm is not None:
+        gaps = ", ".join(f"{kind} every ~{gap / 1000:.1f} s" for kind, gap in swarm["mean_gap_ms"].items())
+        lines.append(f"  swarm: {gaps or 'no faults'}")
+    if s.get("schedule_file"):
+        lines.append(f"  replay exactly: raftcron sim --replay {s['schedule_file']}")
+    return lines
 
 
 def _ms(seconds: float | None) -> str:

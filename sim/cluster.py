@@ -30,6 +30,7 @@ from sim.statemachine import KVStateMachine, StateMachine
 from sim.trace import TraceWriter
 
 DELIVER, TIMER, CALL = 0, 1, 2
+_AFTER_PEERS = 1 << 62  # sequence offset: sorts after every ordinary event of the same time
 
 
 @dataclass(slots=True)
@@ -39,6 +40,9 @@ class RaftTimings:
     heartbeat_interval_ms: float = 50.0
     pre_vote: bool = True
     check_quorum: bool = True
+    # Not a timing, but a knob the swarm turns: with few entries per AppendEntries a follower
+    # acknowledges old-term entries before the new leader's no-op (the Figure 8 window).
+    entries_per_message_max: int = 256
 
 
 @dataclass(slots=True)
@@ -105,6 +109,7 @@ class SimCluster:
         self.on_read: Callable[[str, int, int], None] | None = None
         self.on_role: Callable[[str, str, int], None] | None = None
         self.on_deliver: Callable[[Message], None] | None = None
+        self.on_event: Callable[[str, str, dict[str, Any]], None] | None = None  # every Raft trace event
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self.max_log_entries = 0
@@ -119,6 +124,14 @@ class SimCluster:
     def call_at(self, at_ms: float, action: Callable[[], None]) -> None:
         """Run `action` at true time `at_ms` (faults, clients, measurements)."""
         self.schedule(max(at_ms, self.now), CALL, action)
+
+    def call_after_peers(self, at_ms: float, action: Callable[[], None]) -> None:
+        """Like `call_at`, but after every other event due at the same true time, whenever it
+        was scheduled. A fault schedule's actions use this: a step-by-step driver (the stateful
+        test) runs `run_until(t)` and only then acts at t, and a replay that scheduled the action
+        up front must order it the same way."""
+        self._seq += 1
+        heapq.heappush(self._heap, (max(at_ms, self.now), _AFTER_PEERS + self._seq, CALL, action, None))
 
     def run_until(self, until_ms: float, *, on_step: Callable[[], None] | None = None) -> None:
         heap = self._heap
@@ -153,6 +166,7 @@ class SimCluster:
             election_timeout_ms_max=self.timings.election_timeout_ms_max,
             heartbeat_interval_ms=self.timings.heartbeat_interval_ms,
             pre_vote=self.timings.pre_vote, check_quorum=self.timings.check_quorum,
+            entries_per_message_max=self.timings.entries_per_message_max,
             bugs=self.raft_bugs,
         )
         node.sm = self.make_state_machine()
@@ -182,6 +196,24 @@ class SimCluster:
         node.timer_gen += 1
         node.timer_at = math.inf
         self._emit_fault(node_id, "crash")
+
+    def lose_in_flight(self, src: str, probability: float) -> int:
+        """Each message `src` sent that is still on the wire vanishes with `probability`: a
+        process that dies before its socket buffers drain (paired with a crash). Correlated
+        loss, which Raft must survive like any other; it is what leaves a dying leader's last
+        entries on a minority (Figure 8). Returns how many were lost."""
+        heap = self._heap
+        kept: list[tuple[float, int, int, Any, Any]] = []
+        for item in heap:  # list order is deterministic, and so are the draws
+            if item[2] == DELIVER and item[3].src == src and self.fault_rng.random() < probability:
+                continue
+            kept.append(item)
+        lost = len(heap) - len(kept)
+        heap[:] = kept  # in place: `run_until` holds this very list
+        heapq.heapify(heap)
+        self.network.dropped_loss += lost
+        self._emit_fault(src, "lost_in_flight", messages=lost)
+        return lost
 
     def pause(self, node_id: str) -> None:
         node = self.nodes[node_id]
@@ -327,6 +359,8 @@ class SimCluster:
             self.trace.write(self.now, node.id, local, event.kind, event.fields)
             if event.kind == "role" and self.on_role is not None:
                 self.on_role(node.id, event.fields["role"], event.fields["term"])
+            if self.on_event is not None:
+                self.on_event(node.id, event.kind, event.fields)
 
     # ---- inspection ---------------------------------------------------------------------------
     def leader(self) -> str | None:

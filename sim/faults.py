@@ -12,12 +12,22 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-FAULT_KINDS = ("crash", "partition", "pause", "skew", "loss", "dup")
+FAULT_KINDS = ("crash", "partition", "pause", "skew", "loss", "dup", "transfer")
 
 ACTION_KINDS = frozenset(
     {"crash", "restart", "pause", "resume", "partition", "one_way", "heal", "clock_jump",
-     "clock_rate", "net", "transfer", "add_server", "remove_server"}
+     "clock_rate", "net", "transfer", "add_server", "remove_server",
+     # Triggered crashes (Figure 8 needs leaders dying with entries half replicated): arm at
+     # `at_ms`, then crash the next node to propose / win an election / grant a vote, `value`
+     # ms later. On any crash, `loss` is the share of its messages still in flight that die too.
+     "crash_after_propose", "crash_after_elect", "crash_after_vote",
+     # The liveness phase: heal, restart and reconnect the majority `sides[0]`, stop new client
+     # operations, and require it to converge within `value` ms (TigerBeetle's VOPR).
+     "core",
+     # One client operation on key `value`, sent to `node` (a stateful test's explicit op).
+     "client_read", "client_write", "client_cas"}
 )
+_ACTION_FIELDS = ("node", "sides", "value", "loss", "dup", "duration")
 
 
 @dataclass(slots=True)
@@ -29,10 +39,11 @@ class FaultAction:
     value: float | None = None
     loss: float | None = None
     dup: float | None = None
+    duration: float | None = None  # crash/pause (and triggered crashes): restart/resume after ms
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at_ms": round(self.at_ms, 3), "kind": self.kind}
-        for name in ("node", "sides", "value", "loss", "dup"):
+        for name in _ACTION_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -42,12 +53,12 @@ class FaultAction:
     def from_json(obj: dict[str, Any]) -> FaultAction:
         if not isinstance(obj, dict) or obj.get("kind") not in ACTION_KINDS:
             raise ValueError(f"not a fault action (kind must be one of {sorted(ACTION_KINDS)}): {obj!r}")
-        unknown = set(obj) - {"at_ms", "kind", "node", "sides", "value", "loss", "dup"}
+        unknown = set(obj) - {"at_ms", "kind", *_ACTION_FIELDS}
         if unknown:
             raise ValueError(f"unknown fields {sorted(unknown)} in fault action {obj!r}")
         return FaultAction(at_ms=float(obj["at_ms"]), kind=obj["kind"], node=obj.get("node"),
                            sides=obj.get("sides"), value=obj.get("value"), loss=obj.get("loss"),
-                           dup=obj.get("dup"))
+                           dup=obj.get("dup"), duration=obj.get("duration"))
 
 
 @dataclass(slots=True)
@@ -55,19 +66,40 @@ class FaultSchedule:
     actions: list[FaultAction] = field(default_factory=list)
     clock_offsets_ms: dict[str, float] = field(default_factory=dict)
     clock_rates: dict[str, float] = field(default_factory=dict)
+    # With these two a schedule replays alone: `raftcron sim --replay FILE` needs nothing else.
+    seed: int | None = None
+    options: dict[str, Any] | None = None  # `SimOptions.to_json()` of the run that made it
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {}
+        if self.seed is not None:
+            out["seed"] = self.seed
+        if self.options is not None:
+            out["options"] = self.options
+        out.update({
             "actions": [a.to_json() for a in self.actions],
             "clock_offsets_ms": self.clock_offsets_ms,
             "clock_rates": self.clock_rates,
-        }
+        })
+        return out
 
     @staticmethod
     def from_json(obj: dict[str, Any]) -> FaultSchedule:
         actions = [FaultAction.from_json(a) for a in obj.get("actions", [])]
         actions.sort(key=lambda a: a.at_ms)
-        return FaultSchedule(actions, dict(obj.get("clock_offsets_ms", {})), dict(obj.get("clock_rates", {})))
+        seed = obj.get("seed")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise ValueError(f"the schedule's seed must be an integer, got {seed!r}")
+        options = obj.get("options")
+        if options is not None and not isinstance(options, dict):
+            raise ValueError("the schedule's options must be a JSON object")
+        return FaultSchedule(actions, dict(obj.get("clock_offsets_ms", {})), dict(obj.get("clock_rates", {})),
+                             seed=seed, options=options)
+
+    def normalized(self) -> FaultSchedule:
+        """This schedule as its JSON reads back (times rounded to µs as `to_json` writes them),
+        so a run from a generated schedule and its replay from the file are the same run."""
+        return FaultSchedule.from_json(json.loads(json.dumps(self.to_json())))
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=1)
