@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     """Add the `jepsen` group and its subcommands to the top-level parser."""
     parser = subparsers.add_parser(
         "jepsen",
-        help="check histories of client operations (and, later, run fault-injection tests)",
+        help="fault-injection tests on real servers, and checkers of their histories",
         description="Jepsen-style testing: histories of client operations and their checkers.",
     )
     parser.set_defaults(func=_print_help(parser))
@@ -46,12 +46,55 @@ def _print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace
 
 
 def _register_run(commands: Any) -> None:
-    """Place for `jepsen run` (real server processes, nemesis, workload, recorder).
+    """`jepsen run` (real servers, workload, nemesis, store) and `jepsen analyze` (check a
+    stored run again); the options and the work live in jepsen_like/runner.py."""
+    from jepsen_like.runner import RUN_DESCRIPTION, add_run_arguments
 
-    Not built yet. Whoever builds it adds its parser here, records with
-    `jepsen_like.history.HistoryRecorder(time.monotonic_ns)` and can finish by calling
-    `run_check(...)` below on the recorded events, so both commands report the same way.
-    """
+    parser = commands.add_parser(
+        "run", help="run real servers under faults, record a history, check it",
+        description=RUN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
+    parser.set_defaults(func=_run_command)
+    again = commands.add_parser("analyze", help="check a stored run again (rewrites results.json)",
+                                description="Check a run directory of `jepsen run` again.")
+    again.add_argument("run_dir", metavar="DIR", help="a run directory, e.g. store/latest")
+    again.add_argument("--json", action="store_true", help="print results.json")
+    again.set_defaults(func=_analyze_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from jepsen_like.runner import execute, options_from_args
+
+    try:
+        options = options_from_args(args)
+        run_dir, results = execute(options)
+    except (ValueError, RuntimeError) as error:
+        raise UsageError(str(error)) from None
+    return _report_run(run_dir, results, as_json=args.json)
+
+
+def _analyze_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jepsen_like.store import analyze
+
+    run_dir = Path(args.run_dir).resolve()
+    if not (run_dir / "run.json").exists():
+        raise UsageError(f"{args.run_dir}: not a run directory (no run.json)")
+    return _report_run(run_dir, analyze(run_dir), as_json=args.json)
+
+
+def _report_run(run_dir: Any, results: dict[str, Any], *, as_json: bool) -> int:
+    from jepsen_like.runner import summary_lines
+
+    if as_json:
+        json.dump(results, sys.stdout, default=repr)
+        sys.stdout.write("\n")
+    else:
+        print("\n".join(summary_lines(run_dir, results)))
+    if results["valid"] is True:
+        return EXIT_VALID
+    return EXIT_INVALID if results["valid"] is False else EXIT_UNKNOWN
 
 
 def _register_check(commands: Any) -> None:
