@@ -85,7 +85,8 @@ def test_planner(capsys: pytest.CaptureFixture[str]) -> None:
 def test_raft(capsys: pytest.CaptureFixture[str]) -> None:
     result = bench(capsys, "raft", "--repeats", "1")
     check_levels(result["ours"], ("1", "8", "64"))
-    assert result["settings"]["floor"]["floor_ms"] > 0
+    assert result["ours"]["floor"]["floor_ms"] > 0
+    assert result["ours"]["1"]["p50_over_floor"] > 0
     if result["peer"] is not None:
         check_levels(result["peer"], ("1", "8", "64"))
         assert set(result["ratio"]["64"]) >= {"ops_s", "p50_ms"}
