@@ -56,7 +56,7 @@ POLL_PERIOD_S: Final = 0.5
 LEDGER_LINE_CHARS_MAX: Final = 4_096
 
 
-# ---- one HTTP operation, judged --------------------------------------------------------------------
+# ---- one HTTP operation, judged ------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class HttpOutcome:
@@ -105,7 +105,7 @@ def _judge(response: httpx.Response) -> HttpOutcome:
     return HttpOutcome("info", status, payload, f"HTTP {status}: {error}")  # 504, 500, ...
 
 
-# ---- the register workload (lin-kv) ---------------------------------------------------------------
+# ---- the register workload (lin-kv) --------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisterOptions:
@@ -237,7 +237,7 @@ class RegisterWorkload:
         return outcome.type
 
 
-# ---- the cron workload ------------------------------------------------------------------------------
+# ---- the cron workload ---------------------------------------------------------------------------
 
 LEDGER_SCRIPT: Final = (
     'printf \'{"kind":"%s","t_ns":%s,"node":"%s","attempt":["%s",%s,%s,%s]}\\n\' '
@@ -258,7 +258,8 @@ def cron_job_spec(name: str, schedule: str, ledger: Path, *, hold_s: float = 0.1
         "{hold}", f"{hold_s:g}")
     return {"name": name, "schedule": schedule, "executor": "shell",
             "executor_config": {"command": shlex.join(["env", "-u", "LD_PRELOAD", "-u",
-                                                       "FAKETIME_TIMESTAMP_FILE", "sh", "-c", script]),
+                                                       "FAKETIME_TIMESTAMP_FILE", "sh", "-c",
+                                                       script]),
                                 "timeout": "30s"}}
 
 
@@ -275,7 +276,8 @@ def read_ledger(path: Path) -> tuple[list[LedgerEvent], list[str]]:
         try:
             record = json.loads(line[:LEDGER_LINE_CHARS_MAX])
             job, tick, slot, attempt = record["attempt"]
-            events.append(LedgerEvent(record["t_ns"] / 1e6, str(record["node"]), str(record["kind"]),
+            events.append(LedgerEvent(record["t_ns"] / 1e6, str(record["node"]),
+                                      str(record["kind"]),
                                       (str(job), int(tick), int(slot), int(attempt)),
                                       record.get("ok")))
         except (ValueError, KeyError, TypeError) as error:

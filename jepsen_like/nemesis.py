@@ -80,10 +80,12 @@ class NemesisOptions:
     def __post_init__(self) -> None:
         unknown = set(self.families) - set(FAMILIES)
         if unknown:
-            raise ValueError(f"unknown nemesis {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+            raise ValueError(f"unknown nemesis {sorted(unknown)}; "
+                             f"choose from {', '.join(FAMILIES)}")
         wrong = set(self.targets) - set(TARGETS)
         if wrong or not self.targets:
-            raise ValueError(f"targets must be some of {', '.join(TARGETS)}, got {list(self.targets)}")
+            raise ValueError(f"targets must be some of {', '.join(TARGETS)}, "
+                             f"got {list(self.targets)}")
         if not 0 < self.fault_s_min <= self.fault_s_max:
             raise ValueError("fault durations must satisfy 0 < min <= max")
         if not 0 <= self.quiet_s_min <= self.quiet_s_max:
@@ -114,7 +116,8 @@ class FaultStep:
                 "offset_ms": round(self.offset_ms, 3)}
 
 
-def plan_faults(options: NemesisOptions, time_limit_s: float, rng: random.Random) -> list[FaultStep]:
+def plan_faults(options: NemesisOptions, time_limit_s: float,
+                rng: random.Random) -> list[FaultStep]:
     """The whole schedule: faults one after another, each undone before the next starts and
     before the time limit. Empty when no nemesis is enabled."""
     steps: list[FaultStep] = []
@@ -158,7 +161,7 @@ def partition_sides(cut: Sequence[str], nodes: Sequence[str]) -> list[list[str]]
     return [sorted(cut), rest]
 
 
-# ---- libfaketime -------------------------------------------------------------------------------------
+# ---- libfaketime ---------------------------------------------------------------------------------
 
 def find_libfaketime() -> str | None:
     """The preload library of Debian's `faketime` package, if installed."""
@@ -202,7 +205,7 @@ class FakeTime:
         os.replace(partial, self.path)
 
 
-# ---- carrying out the schedule ----------------------------------------------------------------------
+# ---- carrying out the schedule -------------------------------------------------------------------
 
 class ClusterControl(Protocol):
     """What the nemesis needs from the cluster; each call records its own timeline event."""

@@ -172,7 +172,7 @@ class NamespaceNetwork:
         _remove_marker(self.slot)
         self.slot = None
 
-    # ---- faults -----------------------------------------------------------------------------------
+    # ---- faults ----------------------------------------------------------------------------------
     def partition(self, sides: Sequence[Sequence[str]]) -> None:
         """Cut every pair of nodes on different sides, both directions. A node on no side is
         cut from everyone. Replaces any earlier partition."""
@@ -252,7 +252,7 @@ def cleanup_stale() -> list[int]:
     return removed
 
 
-# ---- what this machine allows -----------------------------------------------------------------------
+# ---- what this machine allows --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Probe:
@@ -283,7 +283,8 @@ def probe(*, refresh: bool = False) -> Probe:
     started = time.monotonic()
     missing = [tool for tool in ("ip", "iptables-restore") if shutil.which(tool) is None]
     if missing:
-        _PROBE = Probe(False, f"not installed: {', '.join(missing)} (apt-get install iproute2 iptables)")
+        _PROBE = Probe(False, f"not installed: {', '.join(missing)} "
+                              "(apt-get install iproute2 iptables)")
         return _PROBE
     try:
         _probe_network()

@@ -137,7 +137,7 @@ class RunOptions:
         return document
 
 
-# ---- the servers ------------------------------------------------------------------------------------
+# ---- the servers ---------------------------------------------------------------------------------
 
 @dataclass(slots=True)
 class _Node:
@@ -166,11 +166,13 @@ class Cluster:
         self.secret_file = self._private_file("secret", secrets.token_hex(32))
         self.token_file = self._private_file("token", self.token)
         self.nodes = {node: _Node(self._plan(index, node)) for index, node in enumerate(node_ids)}
-        self.plan = ClusterPlan(run_dir, tuple(n.plan for n in self.nodes.values()), self.secret_file)
+        plans = tuple(n.plan for n in self.nodes.values())
+        self.plan = ClusterPlan(run_dir, plans, self.secret_file)
         self.clocks: dict[str, FakeTime] = {}
         if fake_library is not None:
             (run_dir / "clocks").mkdir(exist_ok=True)
-            self.clocks = {node: FakeTime(fake_library, run_dir / "clocks" / node) for node in node_ids}
+            self.clocks = {node: FakeTime(fake_library, run_dir / "clocks" / node)
+                           for node in node_ids}
         if fault_mode == "transport":
             (run_dir / "faults").mkdir(exist_ok=True)
         self.partitioned = False
@@ -233,7 +235,8 @@ class Cluster:
             state.process = subprocess.Popen(self.argv(node), stdout=log, stderr=subprocess.STDOUT,
                                              env=environment, start_new_session=True)
         state.paused, state.starts = False, state.starts + 1
-        self.timeline.write(node, "start", local_offset_ms=self._offset(node), pid=state.process.pid,
+        self.timeline.write(node, "start", local_offset_ms=self._offset(node),
+                            pid=state.process.pid,
                             lifetime=state.starts, **fields)
         await self._wait_healthy(node)
 
@@ -249,15 +252,21 @@ class Cluster:
                 except httpx.HTTPError:
                     pass
                 await trio.sleep(0.05)
-        raise RuntimeError(f"{node} did not answer /health within {START_TIMEOUT_S:g} s "
-                           f"(exit code {process.poll()}); see nodes/{node}.log")
+        code = process.poll()
+        why = f"exited with code {code}" if code is not None else \
+            f"did not answer /health within {START_TIMEOUT_S:g} s"
+        raise RuntimeError(f"{node} {why}; see nodes/{node}.log")
 
     async def kill(self, node: str) -> None:
         process = self.nodes[node].process
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGKILL)
-        await trio.to_thread.run_sync(process.wait, STOP_TIMEOUT_S)
+        try:
+            await trio.to_thread.run_sync(process.wait, STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{node} (pid {process.pid}) still runs {STOP_TIMEOUT_S:g} s "
+                               "after SIGKILL") from None
         self.nodes[node].paused = False
         self.timeline.write(node, "crash", local_offset_ms=self._offset(node), signal="SIGKILL")
 
@@ -396,7 +405,7 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-# ---- one run ---------------------------------------------------------------------------------------
+# ---- one run -------------------------------------------------------------------------------------
 
 @dataclass(slots=True)
 class _Run:
@@ -412,7 +421,8 @@ def choose_network(options: RunOptions) -> tuple[NamespaceNetwork | None, dict[s
     """Namespaces when partitions are wanted and the machine allows them; the labelled
     transport fallback otherwise (or when asked for)."""
     node_ids = [f"n{index + 1}" for index in range(options.nodes)]
-    if options.network == "transport" or ("partition" not in options.nemesis and options.network == "auto"):
+    wants_cut = "partition" in options.nemesis
+    if options.network == "transport" or (not wants_cut and options.network == "auto"):
         mode = "transport" if "partition" in options.nemesis else "loopback"
         info: dict[str, Any] = {"mode": mode, "label": TRANSPORT_LABEL if mode == "transport"
                                 else "no partitions asked for: servers on 127.0.0.1"}
@@ -451,13 +461,31 @@ def execute(options: RunOptions) -> tuple[Path, dict[str, Any]]:
     if options.echo:
         print(f"jepsen: run {run_dir} (seed {seed}), network: {network_info['mode']}, "
               f"clock: {clock_info['mode']}", file=sys.stderr)
+    interrupted = False
     try:
         trio.run(_execute, state, network, fake_library)
+    except KeyboardInterrupt:
+        interrupted = True  # the servers are stopped; check what was recorded, as Jepsen does
+        print("jepsen: interrupted; checking what was recorded", file=sys.stderr)
+    except (RuntimeError, OSError, BaseExceptionGroup) as error:  # nurseries may group them
+        first = _first_leaf(error)
+        if isinstance(first, (RuntimeError, OSError)):
+            raise RuntimeError(f"{first} (run directory {run_dir})") from error
+        raise
     finally:
         if not options.keep_data:
             shutil.rmtree(run_dir / "data", ignore_errors=True)
     results = analyze(run_dir, check_time_limit_s=options.check_time_limit_s, plot=options.plot)
+    if interrupted:
+        results["interrupted"] = True
+        write_json(run_dir / RUN_FILES["results"], results)
     return run_dir, results
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 async def _execute(state: _Run, network: NamespaceNetwork | None, fake_library: str | None) -> None:
@@ -480,7 +508,8 @@ async def _execute(state: _Run, network: NamespaceNetwork | None, fake_library: 
             cluster = Cluster(run_dir, node_ids, options, timeline, network=network,
                               fault_mode=state.network_info["mode"], fake_library=fake_library,
                               rng=clock_rng)
-            total_s = options.time_limit_s + START_TIMEOUT_S * 2 + LEADER_TIMEOUT_S * 2 + options.recovery_s + 60
+            total_s = (options.time_limit_s + 2 * START_TIMEOUT_S + 2 * LEADER_TIMEOUT_S
+                       + options.recovery_s + 60)
             with trio.fail_after(total_s):
                 try:
                     await _drive(state, cluster, history, steps, workload_rng)
@@ -590,7 +619,8 @@ def summary_lines(run_dir: Path, results: dict[str, Any]) -> list[str]:
     lines = [f"run: {run_dir}",
              f"network: {network['mode']} - {network.get('label', '')}",
              f"clock: {results['clock']['mode']}",
-             f"ops: {ops['invoked']} invoked: {ops['ok']} ok, {ops['fail']} fail, {ops['info']} info"
+             f"ops: {ops['invoked']} invoked: {ops['ok']} ok, {ops['fail']} fail, "
+             f"{ops['info']} info"
              + (f", {ops['open']} open" if ops["open"] else ""),
              f"nemesis: {json.dumps(results['nemesis'].get('events', {}))}"]
     for error in results["nemesis"].get("errors", []):
@@ -627,7 +657,7 @@ def summary_lines(run_dir: Path, results: dict[str, Any]) -> list[str]:
 
 
 
-# ---- the command line (raftcron/cmd_jepsen.py adds the parsers) -----------------------------------
+# ---- the command line (raftcron/cmd_jepsen.py adds the parsers) ----------------------------------
 
 RUN_DESCRIPTION: Final = """\
 Start real server processes, drive a workload against their HTTP API while a nemesis injects
@@ -640,7 +670,7 @@ cut off: iptables in network namespaces when the machine allows it, else a label
 inside the transport), skew (libfaketime wall-clock offsets, a rate per server process).
 
 examples:
-  raftcron jepsen run --nodes 5 --time-limit 60 --nemesis kill,pause,partition,skew --workload register
+  raftcron jepsen run --nodes 5 --time-limit 60 --nemesis kill,pause,partition,skew
   raftcron jepsen run --nodes 3 --time-limit 30 --nemesis kill --targets leader --workload cron
   raftcron jepsen analyze store/latest          # check a stored run again
 """
@@ -661,8 +691,10 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--targets", default=",".join(TARGETS), metavar="LIST",
                         help="whom faults hit: one, leader, minority (default all three)")
     parser.add_argument("--workload", choices=WORKLOADS, default="register")
-    parser.add_argument("--rate", type=float, default=30.0, help="register ops/s in total (default 30)")
-    parser.add_argument("--concurrency", type=int, default=None, help="client processes (default 2n)")
+    parser.add_argument("--rate", type=float, default=30.0,
+                        help="register ops/s in total (default 30)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="client processes (default 2 per node)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the schedule and workload")
     parser.add_argument("--store", default="store", help="store directory (default ./store)")
     parser.add_argument("--network", choices=NETWORKS, default="auto",
@@ -676,9 +708,11 @@ def add_run_arguments(parser: Any) -> None:
     parser.add_argument("--schedule", default="@every 1s", help="cron workload: the job's schedule")
     parser.add_argument("--recovery", type=float, default=5.0, metavar="S",
                         help="cron: seconds of watching after healing, before judging")
-    parser.add_argument("--keep-data", action="store_true", help="keep the servers' data directories")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the servers' data directories")
     parser.add_argument("--no-plot", action="store_true", help="skip timeline.png")
-    parser.add_argument("--json", action="store_true", help="print results.json instead of a summary")
+    parser.add_argument("--json", action="store_true",
+                        help="print results.json instead of a summary")
 
 
 def options_from_args(args: Any) -> RunOptions:

@@ -133,7 +133,8 @@ def combine(verdicts: Iterable[Any]) -> bool | str:
 
 # ---- analysis -----------------------------------------------------------------------------------
 
-def analyze(run_dir: Path, *, check_time_limit_s: float = 60.0, plot: bool = True) -> dict[str, Any]:
+def analyze(run_dir: Path, *, check_time_limit_s: float = 60.0,
+            plot: bool = True) -> dict[str, Any]:
     """Check a stored run and write its `results.json` (and timeline); returns the results."""
     run = read_json(run_dir / RUN_FILES["run"])
     timeline = _read_lines(run_dir / RUN_FILES["timeline"])
@@ -254,7 +255,8 @@ def fault_windows(timeline: list[dict[str, Any]], origin_ms: float, end_ms: floa
     return windows
 
 
-def check_cron(run_dir: Path, run: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+def check_cron(run_dir: Path, run: dict[str, Any],
+               timeline: list[dict[str, Any]]) -> dict[str, Any]:
     from jepsen_like.clients import read_ledger  # late: clients imports httpx and trio
     from scheduler.schedule import ScheduleError, parse_schedule
 
@@ -278,7 +280,8 @@ def check_cron(run_dir: Path, run: dict[str, Any], timeline: list[dict[str, Any]
     job = JobTimeline(cron["job"], schedule, anchor_ms)
     horizon_ms = float(stored.get("last_poll_ms") or run["t0_unix_ms"])
     bound_ms = float(cron["bound_ms"])
-    checkers["liveness"] = _liveness(job, _records(items, ledger, "seen"), stored, horizon_ms, bound_ms)
+    seen = _records(items, ledger, "seen")
+    checkers["liveness"] = _liveness(job, seen, stored, horizon_ms, bound_ms)
     checkers["no_spof"] = _no_spof(job, items, ledger, run, timeline, horizon_ms, bound_ms)
     checkers["exactly_once"]["execution_lag_ms"] = execution_lag(ledger)
     return checkers
@@ -293,7 +296,8 @@ def _first_starts(ledger: list[LedgerEvent]) -> dict[tuple[str, int], float]:
     return first
 
 
-def _records(items: list[dict[str, Any]], ledger: list[LedgerEvent], when: str) -> list[OutcomeRecord]:
+def _records(items: list[dict[str, Any]], ledger: list[LedgerEvent],
+             when: str) -> list[OutcomeRecord]:
     """Outcome records for the checkers, `t_ms` being when the outcome was committed as far
     as the evidence shows. It lies between `after_ms` (a poll that did not see it yet) and
     `seen_ms` (a poll that did, or the first attempt's start in the ledger, if earlier).
@@ -433,7 +437,8 @@ def _offset_at(changes: list[tuple[float, float]], t: float) -> float:
     return current
 
 
-def draw_timeline(run_dir: Path, run: dict[str, Any], timeline: list[dict[str, Any]]) -> dict[str, Any]:
+def draw_timeline(run_dir: Path, run: dict[str, Any],
+                  timeline: list[dict[str, Any]]) -> dict[str, Any]:
     """Write timeline.jsonl and draw timeline.png; a missing plotter is reported, not fatal."""
     records = merged_timeline(run_dir, run, timeline)
     with open(run_dir / RUN_FILES["merged"], "w") as sink:

@@ -25,7 +25,7 @@ from jepsen_like.netns import NamespaceNetwork, probe
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 
 
-# ---- the schedule ---------------------------------------------------------------------------------
+# ---- the schedule --------------------------------------------------------------------------------
 
 def test_one_seed_gives_one_schedule_and_another_seed_another() -> None:
     options = NemesisOptions(families=("kill", "pause", "partition", "skew"))
@@ -77,7 +77,7 @@ def test_targets_are_the_leader_one_node_or_a_minority() -> None:
     assert partition_sides(["n2"], NODES) == [["n2"], ["n1", "n3", "n4", "n5"]]
 
 
-# ---- carrying it out --------------------------------------------------------------------------------
+# ---- carrying it out -----------------------------------------------------------------------------
 
 class FakeCluster:
     """Records what the nemesis asks for; keeps the state a real cluster would have."""
@@ -192,7 +192,7 @@ def test_the_time_limit_cuts_a_long_fault_short() -> None:
     assert [kind for kind, _ in cluster.calls] == ["kill", "start"]  # the second never began
 
 
-# ---- libfaketime ------------------------------------------------------------------------------------
+# ---- libfaketime ---------------------------------------------------------------------------------
 
 LIBRARY = find_libfaketime()
 needs_faketime = pytest.mark.skipif(
@@ -242,7 +242,7 @@ def test_the_clock_file_holds_seconds_and_a_rate(tmp_path: Path) -> None:
     assert clock.environment()["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"
 
 
-# ---- network namespaces -----------------------------------------------------------------------------
+# ---- network namespaces --------------------------------------------------------------------------
 
 def test_namespaces_cut_and_heal_links_or_the_machine_says_why_not() -> None:
     """The probe builds two namespaces, checks that TCP passes, that a DROP rule stops it and

@@ -92,7 +92,8 @@ def test_a_stale_read_inserted_into_the_history_makes_the_results_invalid(
     end, index = max(e.time for e in events), len(events)
 
     def event(offset: int, process: int, type_: str, f: str, value: Any) -> Event:
-        return Event(index + offset, end + 1000 * (offset + 1), process, type_, f, key, value)  # type: ignore[arg-type]
+        return Event(index + offset, end + 1000 * (offset + 1), process,
+                     type_, f, key, value)  # type: ignore[arg-type]
 
     events += [event(0, 9001, "invoke", "write", 100), event(1, 9001, "ok", "write", 100),
                event(2, 9001, "invoke", "write", 101), event(3, 9001, "ok", "write", 101),
@@ -137,9 +138,10 @@ def test_a_cron_job_fires_each_tick_once_while_the_leader_is_killed(tmp_path: Pa
     assert "duplicate_start" in {v["kind"] for v in again["checkers"]["exactly_once"]["violations"]}
 
 
-# ---- partitions and clocks ------------------------------------------------------------------------
+# ---- partitions and clocks -----------------------------------------------------------------------
 
-def test_a_partition_without_namespaces_uses_the_labelled_transport_fallback(tmp_path: Path) -> None:
+def test_a_partition_without_namespaces_uses_the_labelled_transport_fallback(
+        tmp_path: Path) -> None:
     run_dir, results = run(RunOptions(
         nodes=3, time_limit_s=8.0, workload="register", nemesis=("partition",),
         targets=("leader",), network="transport", fault_s=2.5, interval_s=1.0, seed=3,
@@ -199,7 +201,7 @@ def _node_clock_moved(run_dir: Path, bump: dict[str, Any], since_t: float, reset
     return True
 
 
-# ---- outcome polling, on its own --------------------------------------------------------------------
+# ---- outcome polling, on its own -----------------------------------------------------------------
 
 def _outcome(tick: int) -> dict[str, Any]:
     return {"job": "j", "outcome": "fired", "first_ms": tick, "last_ms": tick, "count": 1,
