@@ -170,7 +170,8 @@ def _now_ms() -> int:
 
 def shell_argv(config: Mapping[str, Any]) -> list[str]:
     command = config.get("command")
-    if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
+    # A job's JSON list arrives frozen as a tuple (scheduler/job.py keeps specs immutable).
+    if isinstance(command, (list, tuple)) and command and all(isinstance(part, str) for part in command):
         if _flag(config, "shell"):
             raise ConfigError("command: a list is an argv; `shell: true` needs a string")
         return list(command)
