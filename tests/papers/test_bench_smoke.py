@@ -68,7 +68,8 @@ def test_sim(capsys: pytest.CaptureFixture[str]) -> None:
     for scenario in ("idle", "proposals_100"):
         assert {"sim_speedup", "sim_speedup_cpu", "events_s", "messages_s"} <= set(result["ours"][scenario])
     if result["peer"] is not None:
-        assert result["peer"]["idle"]["messages"] == result["ours"]["idle"]["messages"]  # same traffic
+        ours, peer = result["ours"]["idle"]["messages"], result["peer"]["idle"]["messages"]
+        assert abs(ours - peer) <= 0.1 * peer, (ours, peer)  # the same traffic, give or take an election
         assert "sim_speedup" in result["ratio"]["idle"]
     else:
         assert "simpy" in result["skipped"]
