@@ -684,7 +684,7 @@ class RaftNode:
         self._round_sent[round_] = self._now
         self._round_acks[round_] = {self.id}
         if len(self._round_sent) > 64:
-            oldest = min(self._round_sent)
+            oldest = next(iter(self._round_sent))  # rounds are inserted in increasing order
             del self._round_sent[oldest]
             self._round_acks.pop(oldest, None)
         for peer, progress in self._progress.items():
@@ -883,11 +883,12 @@ class RaftNode:
         voters = self.config.voters
         needed = quorum_size(len(voters))
         acks = self._round_acks.get(round_)
-        if acks is not None:
+        # A round that already extended the lease has nothing more to give: skip it. Else
+        # len(acks) first: most replies cannot make a quorum yet, and `&` builds a set.
+        if acks is not None and self._lease_from < self._round_sent[round_]:
             acks.add(peer)
-            # len(acks) first: most replies cannot make a quorum yet, and `&` builds a set
             if len(acks) >= needed and len(acks & voters) >= needed:
-                self._lease_from = max(self._lease_from, self._round_sent[round_])
+                self._lease_from = self._round_sent[round_]
         for read in self._reads:
             if read.round > round_:
                 break
