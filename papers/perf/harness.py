@@ -148,7 +148,7 @@ def summarise(samples: list[Sample]) -> Sample:
     return summary
 
 
-def ratios(ours: Sample, peer: Sample) -> Sample:
+def ratios(ours: Mapping[str, Any], peer: Mapping[str, Any]) -> Sample:
     """ours/peer for every median present on both sides (not for `_min`/`_max`)."""
     result: Sample = {}
     for key, value in ours.items():

@@ -172,7 +172,7 @@ def _pysyncobj(args: argparse.Namespace, ids: list[str], ports: list[int], level
             super().__init__(me, partners, conf)
             self.value = 0
 
-        @replicated  # type: ignore[misc]
+        @replicated  # type: ignore[untyped-decorator]
         def incr(self) -> int:
             self.value += 1
             return self.value
@@ -206,7 +206,7 @@ def _pysyncobj_failover(args: argparse.Namespace, ids: list[str], ports: list[in
     from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
     class Counter(SyncObj):  # type: ignore[misc]
-        @replicated  # type: ignore[misc]
+        @replicated  # type: ignore[untyped-decorator]
         def incr(self) -> int:
             self.value = getattr(self, "value", 0) + 1
             return self.value

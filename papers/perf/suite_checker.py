@@ -83,9 +83,11 @@ def make_history(operations: int, clients: int, crashes: bool, *, seed: int) -> 
     next_value = 1
     process_of = list(range(clients))
     next_process = clients
-    raw: list[tuple[int, int, Any, str, str, Any]] = []  # (time, order, process, type, f, value)
+    raw: list[tuple[int, int, Any, Any, str, Any]] = []  # (time, order, process, type, f, value)  # (time, order, process, type, f, value)
     order = 0
     # Values are decided in linearization order; events are sorted by time afterwards.
+    invoke_value: Any
+    done_value: Any
     for point, call, ret, slot, f in plans:
         crashed = crashes and rng.random() < CRASH_PROBABILITY
         process = process_of[slot]

@@ -90,7 +90,8 @@ def write_until_acknowledged(urls: list[str], request: Callable[[int], tuple[str
     `started` until the first one is acknowledged."""
     import trio
 
-    return trio.run(_write_until_acknowledged, urls, request, started)
+    elapsed_ms: float = trio.run(_write_until_acknowledged, urls, request, started)
+    return elapsed_ms
 
 
 async def _write_until_acknowledged(urls: list[str], request: Callable[[int], tuple[str, str, Any]],
@@ -185,7 +186,8 @@ def _pysyncobj_trial() -> float:
         survivors = [n for n in processes if n != leader]
         after = _wait(lambda: [acked for issued, acked in _successes(directory, survivors) if issued > killed_at],
                       "a write issued after the kill and committed", WRITE_GIVE_UP_S)
-        return (min(after) - killed_at) * 1000.0
+        first: float = min(after)
+        return (first - killed_at) * 1000.0
     finally:
         for process in processes.values():
             if process.poll() is None:

@@ -39,9 +39,9 @@ def run(ctx: BenchContext) -> BenchResult:
     result.repeats = ctx.repeats
     result.ours = summarise(samples["ours"])
     if "etcd" in samples:
-        result.peers["etcd"] = summarise(samples["etcd"])
+        peer = summarise(samples["etcd"])
+        result.peers["etcd"] = peer
         result.strongest = "etcd"
-        peer = result.peers["etcd"]
         result.targets.append(Target("writes/s at 64 clients, ours / etcd",
                                      result.ours["64"]["ops_s"] / max(peer["64"]["ops_s"], 1e-9), 1.0, ">="))
         result.targets.append(Target("p50 at 1 client, ours / etcd",
@@ -75,7 +75,8 @@ def load(url: str, clients: int, seconds: float, request: Request, *, method: st
     """C clients, one request outstanding each; the same code for every system."""
     import trio
 
-    return trio.run(_load, url, clients, seconds, request, method)
+    sample: dict[str, float] = trio.run(_load, url, clients, seconds, request, method)
+    return sample
 
 
 async def _load(url: str, clients: int, seconds: float, request: Request, method: str) -> dict[str, float]:

@@ -126,7 +126,8 @@ def _cluster(side: str, levels: tuple[int, ...], seconds: float) -> Sample:
                 tail = (directory / "n1.log").read_text(errors="replace")[-1500:]
                 raise RuntimeError(f"{side} cluster produced no result; n1.log ends:\n{tail}")
             time.sleep(0.05)
-        return json.loads(out.read_text())
+        sample: Sample = json.loads(out.read_text())
+        return sample
     finally:
         for process in processes:
             if process.poll() is None:
