@@ -197,8 +197,8 @@ def run(args: argparse.Namespace) -> int:
             break
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else {"runs": results, "seeds_run": len(results)}))
-    elif len(results) == 1:
-        print(human_summary(results[0]))
+    elif len(results) == 1 or worst:
+        print(human_summary(results[-1]))  # one run, or the failing one of a batch
     return worst
 
 

@@ -57,6 +57,7 @@ class SimOptions:
     clients: int = 5  # kv: concurrent clients; `proposals_per_second` is their total op rate
     keys: int = 3
     lease_reads: bool = False  # kv: reads use the leader lease instead of a ReadIndex round
+    client_timeout_ms: float = 2000.0  # kv: a client that heard nothing by then records `info`
     swarm: bool = False  # draw the fault schedule per seed (`sim/swarm.py`); kinds from `faults`
     swarm_environment: bool = False  # with `swarm`: also draw latency, Raft knobs, client mix
     jobs: list[dict[str, Any]] | None = None  # `--jobs`: run the scheduler (sim/scheduler_world.py)
@@ -110,7 +111,7 @@ class SimOptions:
 
     def _workload_options(self) -> WorkloadOptions:
         return WorkloadOptions(clients=self.clients, keys=self.keys, rate=self.proposals_per_second,
-                               lease_reads=self.lease_reads)
+                               lease_reads=self.lease_reads, timeout_ms=self.client_timeout_ms)
 
 
 class FailoverMeter:

@@ -118,11 +118,12 @@ def _draw_environment(rng: random.Random, options: SimOptions) -> tuple[SimOptio
         "rate": round(_log_uniform(rng, 5.0, 150.0), 1),
         "clients": rng.randint(2, 8),
         "keys": rng.randint(1, 4),
+        "client_timeout_ms": rng.choice((300.0, 1000.0, 2000.0)),
     }
     options = dataclasses.replace(options, network=network, timings=timings,
                                   snapshot_entries=drawn["snapshot_entries"],
                                   proposals_per_second=drawn["rate"], clients=drawn["clients"],
-                                  keys=drawn["keys"])
+                                  keys=drawn["keys"], client_timeout_ms=drawn["client_timeout_ms"])
     return options, drawn
 
 

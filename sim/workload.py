@@ -38,8 +38,9 @@ if TYPE_CHECKING:
 
 WORKLOADS = ("kv", "counter")
 FAILURES_REPORTED_MAX = 5  # non-linearizable keys explained in a summary
-RETRY_FAST_MS = 2.0  # a NotLeader with a hint: try the hinted node almost at once
-RETRY_SLOW_MS = (20.0, 80.0)  # no hint, or several misses in a row: back off (an election runs)
+RETRY_FAST_MS = 2.0  # a first NotLeader with a hint: try the hinted node almost at once
+RETRY_SLOW_MS = (20.0, 80.0)  # no hint, or misses in a row: back off (an election runs) ...
+RETRY_BACKOFF_MAX = 4  # ... by up to this factor, as misses pile up
 
 
 @dataclass(slots=True)
@@ -299,13 +300,13 @@ class KVWorkload:
         if client is None:
             return
         client.misses += 1
-        if hint is not None and hint != op.node and client.misses <= 3:
+        if hint is not None and hint != op.node and client.misses == 1:
             client.belief = hint
             delay = RETRY_FAST_MS
         else:
             others = [n for n in self.cluster.ids if n != op.node] or self.cluster.ids
             client.belief = hint if hint is not None and hint != op.node else self.rng.choice(others)
-            delay = self.rng.uniform(*RETRY_SLOW_MS)
+            delay = self.rng.uniform(*RETRY_SLOW_MS) * min(client.misses, RETRY_BACKOFF_MAX)
         self.cluster.call_at(self.cluster.now + delay, lambda: self._issue(client))
 
     def _complete(self, op: _Op, type_: str, *, value: Any = None, error: str | None = None,
