@@ -226,7 +226,8 @@ def _key(request: Request) -> str:
     return key
 
 
-def _if_match(request: Request) -> int | None:
+def if_match_version(request: Request) -> int | None:
+    """The version an `If-Match` header asks for (`"7"`, `W/"7"` or `7`), or None without one."""
     header = request.headers.get("if-match")
     if header is None:
         return None
@@ -268,13 +269,13 @@ async def kv_put(request: Request) -> Response:
         raise ApiError(400, f"value is not plain JSON: {exc}") from exc
     if len(value) > VALUE_BYTES_MAX:
         raise ApiError(413, f"value exceeds {VALUE_BYTES_MAX} bytes")
-    command = encode_put(key, value, expect_version=_if_match(request), expect_value=expect)
+    command = encode_put(key, value, expect_version=if_match_version(request), expect_value=expect)
     return _kv_response(await write(request, "kv", command))
 
 
 async def kv_delete(request: Request) -> Response:
     key = _key(request)
-    command = encode_delete(key, expect_version=_if_match(request))
+    command = encode_delete(key, expect_version=if_match_version(request))
     return _kv_response(await write(request, "kv", command))
 
 

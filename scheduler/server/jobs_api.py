@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scheduler.commands import AttemptKey, Command, DeleteJob, PutJob, RunNow, ToggleJob, encode_command
-from scheduler.http_api import ApiError, linearizable, read_json, server_of, write
+from scheduler.http_api import ApiError, if_match_version, linearizable, read_json, server_of, write
 from scheduler.job import JobSpec, JobValidationError
 from scheduler.results import Result
 from scheduler.schedule import format_utc
@@ -149,7 +149,7 @@ async def put_job(request: Request) -> Response:
     if path_name is not None and path_name != spec.name:
         raise ApiError(400, f"the body names job {spec.name!r} but the path says {path_name!r}")
     server = server_of(request)
-    expected = _if_match(request)
+    expected = if_match_version(request)
     async with job_lock(server, spec.name):
         if expected is not None:
             await linearizable(request)
@@ -164,16 +164,6 @@ async def put_job(request: Request) -> Response:
         await propose_command(request, RunNow(now_ms=wall_ms(), job=spec.name,
                                               idempotency_key=f"create:{record.version}"))
     return JSONResponse(job_view(record), status_code=201, headers={"ETag": f'"{record.version}"'})
-
-
-def _if_match(request: Request) -> int | None:
-    header = request.headers.get("if-match")
-    if header is None:
-        return None
-    text = header.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise ApiError(400, f"If-Match must be a job version, got {header!r}")
-    return int(text)
 
 
 async def get_job(request: Request) -> Response:
