@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
                        help="with --trace: which trial to replay (default: the slowest)")
     fig16.add_argument("--json", action="store_true", help="print the results as one JSON object")
     fig16.set_defaults(func=run_fig16)
+    from papers.dkron_study.command import add_parser as add_dkron_study
+
+    add_dkron_study(papers)  # `raftcron paper dkron-study` (papers/dkron_study/command.py)
     parser.set_defaults(func=lambda args: _missing_paper(parser))
 
 

@@ -1,0 +1,1 @@
+"""The Dkron system study's experiments on raftcron: see README.md (raftcron paper dkron-study)."""
