@@ -267,15 +267,26 @@ class RaftNode:
             raise NotLeader(self.leader)
         if target == self.id or target not in self.config.voters:
             raise ProposalDropped(f"cannot transfer leadership to {target!r}: not another voter")
+        if self._transfer_target == target:
+            return  # already under way: a retry must not extend the pause in writes (as etcd)
         self._transfer_target = target
         self._transfer_deadline = self._now + self.cfg.election_timeout_ms_max
         self._emit("transfer", target=target, term=self.term)
         progress = self._progress[target]
-        self._transfer_sent = progress.match == self._log.last_index
-        if self._transfer_sent:
-            self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
+        self._transfer_sent = False
+        if progress.match == self._log.last_index:
+            self._send_timeout_now(target)
         else:
             self._send_append(target)
+
+    def _send_timeout_now(self, target: str) -> None:
+        """The transfer's last step, sent once (a second election would only cost a term). The
+        target's election gets a full election timeout from now: aborting sooner would let this
+        leader take writes again, so the target's log falls behind, it loses, and its higher
+        term deposes us anyway, leaving no leader for an election timeout."""
+        self._transfer_sent = True
+        self._transfer_deadline = self._now + self.cfg.election_timeout_ms_max
+        self._send(TimeoutNow(src=self.id, dst=target, term=self.term))
 
     def compact(self, index: int, data: bytes) -> Snapshot:
         """The application has applied through `index` and serialised its state as `data`:
@@ -761,8 +772,7 @@ class RaftNode:
             # repeats an older match point would restart replication below what is in flight.
             progress.become_replicate()
         if self._transfer_target == peer and progress.match == self._log.last_index and not self._transfer_sent:
-            self._transfer_sent = True  # once: a second election would only cost a term
-            self._send(TimeoutNow(src=self.id, dst=peer, term=self.term))
+            self._send_timeout_now(peer)
         self._send_append(peer)
 
     def _on_append_rejected(self, peer: str, progress: Progress, m: AppendEntriesResponse) -> None:
