@@ -9,7 +9,11 @@ applied and became. Each property is checked incrementally, in O(1) per entry:
 - Log Matching: if two logs hold an entry with the same index and term, the logs are identical
   up to it. Checked as: every (index, term) ever persisted names one entry (kind and data) and
   one predecessor term; by induction that fixes the whole prefix.
-- Leader Completeness: a new leader's log holds every entry committed so far.
+- Leader Completeness: a new leader's log holds every entry committed in an earlier term (Fig. 3
+  binds "leaders for all higher-numbered terms" only: a leader of an older term can still be
+  elected after a newer term committed something, e.g. a paused candidate that resumes with its
+  votes queued, and it cannot commit anything). The commit term of an index is the term of the
+  first node seen to commit it, which is the leader that did.
 - State Machine Safety: no two nodes apply different entries at one index.
 - Commit monotonic: a node's commit index never goes backwards within one lifetime.
 """
@@ -49,9 +53,17 @@ class SafetyObserver:
     commit_seen: dict[tuple[str, int], int] = field(default_factory=dict)
     max_violations: int = 100
     normal_committed: int = 0  # distinct client commands applied somewhere (not no-ops or configs)
+    commit_terms: dict[int, int] = field(default_factory=dict)  # index -> term it was committed in
+    commit_frontier: int = 0  # highest index with a known commit term
 
     def on_ready(self, node_id: str, lifetime: int, node: RaftNode, ready: Ready, step: int, true_ms: float) -> None:
         ctx = (node_id, step, true_ms)
+        if node.commit_index > self.commit_frontier:
+            # The first node to commit an index is its leader, in the term that committed it;
+            # every later sighting is at that term or a higher one, so the first one is kept.
+            for index in range(self.commit_frontier + 1, node.commit_index + 1):
+                self.commit_terms[index] = node.term
+            self.commit_frontier = node.commit_index
         if ready.snapshot is not None:
             self._on_snapshot(node, ready)
         if ready.entries:
@@ -75,10 +87,12 @@ class SafetyObserver:
         start = max(node.snapshot_index + 1, 1)
         for index in range(start, self.max_committed + 1):
             committed_term = self.committed[index][0] if index in self.committed else None
-            if committed_term is not None and node.log_term(index) != committed_term:
+            if committed_term is None or self.commit_terms.get(index, term) >= term:
+                continue  # committed in this term or a later one: not this leader's to hold
+            if node.log_term(index) != committed_term:
                 self._flag("leader_completeness",
-                           f"leader of term {term} lacks committed entry {index} (term {committed_term}), "
-                           f"has term {node.log_term(index)}", ctx)
+                           f"leader of term {term} lacks entry {index} (term {committed_term}) committed in "
+                           f"term {self.commit_terms[index]}, has term {node.log_term(index)}", ctx)
                 return
 
     def _check_entries(self, node: RaftNode, entries: list[Entry], ctx: tuple[str, int, float]) -> None:

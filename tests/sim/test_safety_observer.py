@@ -137,7 +137,29 @@ def test_a_new_leader_missing_a_committed_entry_is_flagged() -> None:
     assert observer.violations == [], "this leader has both committed entries"
     feed(observer, "n2", StandIn([1, 2, 4], role=Role.LEADER, term=4), Ready(events=[became_leader(4)]), step=3)
     assert kinds(observer) == ["leader_completeness"]
-    assert "lacks committed entry 2 (term 1), has term 2" in observer.violations[0].detail
+    assert "lacks entry 2 (term 1) committed in term 1, has term 2" in observer.violations[0].detail
+
+
+def test_a_leader_of_an_older_term_elected_late_is_not_bound_by_newer_commits() -> None:
+    """Leader Completeness binds "leaders for all higher-numbered terms" only. A candidate of
+    term 5 paused with its votes queued can resume and win after term 6 committed an entry it
+    lacks (found by the swarm, seed 1799): no violation, since it can commit nothing. A leader of
+    term 7 lacking that entry is one."""
+    observer = SafetyObserver()
+    feed(observer, "n1", StandIn([4, 6], role=Role.LEADER, term=6, commit=2),
+         Ready(committed_entries=[entry(1, 4), entry(2, 6, b"x")]))
+    feed(observer, "n2", StandIn([4, 5], role=Role.LEADER, term=5), Ready(events=[became_leader(5)]), step=2)
+    assert observer.violations == []
+    feed(observer, "n3", StandIn([4, 7], role=Role.LEADER, term=7), Ready(events=[became_leader(7)]), step=3)
+    assert kinds(observer) == ["leader_completeness"]
+    assert "committed in term 6" in observer.violations[0].detail
+
+
+def test_the_commit_term_is_the_first_committers_term() -> None:
+    observer = SafetyObserver()
+    feed(observer, "n1", StandIn([2, 2], role=Role.LEADER, term=2, commit=2), Ready())
+    feed(observer, "n2", StandIn([2, 2], term=3, commit=2), Ready(), step=2)
+    assert observer.commit_terms == {1: 2, 2: 2}
 
 
 def test_a_leader_whose_snapshot_covers_committed_entries_is_complete() -> None:
