@@ -403,6 +403,7 @@ class Runner:
         cluster.network.heal()
         cluster.network.options.loss_probability = 0.0
         cluster.network.options.duplicate_probability = 0.0
+        cluster.network.options.reorder_probability = 0.0  # healed: no pathological delays either
         others = set(cluster.ids) - set(self._core)
         if others:
             cluster.network.partition(set(self._core), others)

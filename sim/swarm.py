@@ -43,6 +43,7 @@ CLOCK_JUMP_MS_MAX = 2000.0
 DRIFT_PPM_MAX = 200.0
 LIVENESS_ELECTIONS = 20  # convergence bound: this many election timeouts, plus the largest clock jump
 LATENCY_PROFILES_MS = ((1.0, 5.0), (1.0, 10.0), (2.0, 20.0), (5.0, 50.0))
+TIMEOUT_PER_LATENCY = 10.0  # the minimum election timeout is at least this many max one-way delays
 
 
 @dataclasses.dataclass(slots=True)
@@ -109,10 +110,18 @@ def _draw_environment(rng: random.Random, options: SimOptions) -> tuple[SimOptio
     network = dataclasses.replace(options.network, latency_ms_min=latency[0], latency_ms_max=latency[1],
                                   reorder_probability=reorder)
     guarded = rng.random() < 0.75  # pre-vote and check-quorum on (the default), or both off
-    timings = dataclasses.replace(options.timings, pre_vote=guarded, check_quorum=guarded,
-                                  entries_per_message_max=rng.choice((1, 1, 2, 4, 256)))
+    # Raft's timing requirement, broadcastTime << electionTimeout (§5.6): on a slow network the
+    # election timeouts stretch with it, or elections livelock and liveness means nothing.
+    base = options.timings
+    scale = max(1.0, TIMEOUT_PER_LATENCY * latency[1] / base.election_timeout_ms_min)
+    timings = dataclasses.replace(base, pre_vote=guarded, check_quorum=guarded,
+                                  entries_per_message_max=rng.choice((1, 1, 2, 4, 256)),
+                                  election_timeout_ms_min=base.election_timeout_ms_min * scale,
+                                  election_timeout_ms_max=base.election_timeout_ms_max * scale,
+                                  heartbeat_interval_ms=base.heartbeat_interval_ms * scale)
     drawn = {
         "latency_ms": list(latency), "reorder_probability": reorder, "pre_vote_check_quorum": guarded,
+        "election_timeout_ms": [timings.election_timeout_ms_min, timings.election_timeout_ms_max],
         "entries_per_message_max": timings.entries_per_message_max,
         "snapshot_entries": rng.choice((0, 25, 200, 1000)),
         "rate": round(_log_uniform(rng, 5.0, 150.0), 1),
