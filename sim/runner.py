@@ -279,6 +279,9 @@ class Runner:
     def _run_action(self, action: FaultAction) -> None:
         cluster = self.cluster
         kind = action.kind
+        if self._core is not None and not kind.startswith("client_"):
+            self._trace_net("ignored", action=action.to_json())  # the liveness phase: no more faults
+            return
         node = action.node if kind == "add_server" else self._resolve(action.node)
         if kind in ("crash", "pause") and node is not None:
             if kind == "crash":

@@ -141,7 +141,7 @@ def _add_kind(schedule: FaultSchedule, rng: random.Random, kind: str, ids: list[
     """A Poisson stream of one kind's faults, from FAULTS_START_MS to `end_ms`; every fault that
     takes something away also gives it back before `end_ms` (restarts may land just after)."""
     t = FAULTS_START_MS + rng.expovariate(1.0 / gap_ms)
-    while t < end_ms:
+    while t < end_ms - 1.0:  # every fault lasts >= 1 ms and must end by `end_ms`
         add = _ADDERS[kind]
         add(schedule.actions, rng, _ms(t), ids, min(end_ms, t + 5000.0) - t, options)
         t += rng.expovariate(1.0 / gap_ms)

@@ -100,6 +100,12 @@ class ClusterMachine(RuleBasedStateMachine):
         messages it has not yet flushed lost, and comes back `downtime` ms later."""
         self.act(kind, value=float(delay), duration=float(downtime), loss=loss)
 
+    @rule(count=st.integers(2, 5), delay=st.integers(0, 20), downtime=st.integers(1, 600))
+    def leader_churn(self, count: int, delay: int, downtime: int) -> None:
+        """The next `count` leaders each die `delay` ms after winning, their no-op on the wire."""
+        for _ in range(count):
+            self.act("crash_after_elect", value=float(delay), duration=float(downtime), loss=1.0)
+
     @precondition(lambda self: len(self.paused()) < len(self.nodes))
     @rule(who=targets, duration=st.sampled_from([None, 100.0, 1000.0]))
     def pause(self, who: str | int, duration: float | None) -> None:
@@ -197,8 +203,10 @@ class ClusterMachine(RuleBasedStateMachine):
 # Five times the profile's examples: one example costs ~40 ms, so ci stays near 15 s.
 _settings = settings(max_examples=5 * settings().max_examples, stateful_step_count=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-if BUG is not None:  # hunting: keep going until the bug shows (the run then fails, as it should)
-    _settings = settings(_settings, max_examples=max(settings().max_examples, 3000))
+if BUG is not None:  # hunting: keep going until the bug shows (the run then fails, as it should);
+    # no example database, so every hunt starts from scratch and the timing means something
+    _settings = settings(_settings, max_examples=max(settings().max_examples, 3000), database=None,
+                         stateful_step_count=100)
 ClusterMachine.TestCase.settings = _settings
 TestClusterMachine = ClusterMachine.TestCase
 
