@@ -13,8 +13,9 @@ safety violation and when it happened. Then:
 
 Every replay is a whole deterministic run, so "still fails" is a yes-or-no question, never a
 flaky one; a replay that has not failed by the deadline is cut off there and counts as passing.
-This is the idea behind Hypothesis's shrinker in 80 lines, minus Hypothesis's cleverness: it can
-only delete actions, never make a number smaller or a cluster have fewer servers.
+This is the idea behind Hypothesis's shrinker in a hundred lines, minus Hypothesis's
+cleverness: it can only delete actions, never make a number smaller or a cluster have fewer
+servers.
 """
 
 from __future__ import annotations
