@@ -149,6 +149,9 @@ class FailoverMeter:
         key = (message.term, message.src)
         if self.current is not None and key[0] < self.current[0]:
             return  # an older term; the same term is the lost leader coming back (one leader per term)
+        sender = self.cluster.nodes[message.src]
+        if key == self.current and (not sender.alive or sender.paused):
+            return  # still in flight from before the crash or pause: the leader is not back
         acks = self._acks.setdefault(key, {message.src})
         acks.add(message.dst)
         if len(acks) >= self.quorum:
