@@ -28,7 +28,8 @@ from raft.progress import Role
 from raft.ready import Ready, TraceEvent
 from raft.storage import MemoryStorage
 
-# add-nodes option -> RaftConfig field (`election=150-300`, `prevote`, `checkquorum` are apart).
+# add-nodes option -> RaftConfig field (`election=150-300`, `prevote`, `checkquorum`, `bugs=(a,b)`
+# are apart).
 CONFIG_OPTIONS = {"heartbeat": "heartbeat_interval_ms", "max-entries": "entries_per_message_max",
                   "max-inflight": "inflight_messages_max", "chunk-bytes": "snapshot_chunk_bytes"}
 Machine = list[tuple[int, str]]  # the toy state machine: (index, command) of every applied entry
@@ -124,7 +125,9 @@ def cmd_add_nodes(env: Env, args: Args) -> list[str]:
     voters = id_list(args.options.pop("voters", ",".join(new) if first == 1 else ""))
     options = env.options = {**env.options, **args.options}
     low, _, high = options.get("election", "150-300").partition("-")
-    extra = {field: int(options[key]) for key, field in CONFIG_OPTIONS.items() if key in options}
+    extra: dict[str, object] = {field: int(options[key]) for key, field in CONFIG_OPTIONS.items() if key in options}
+    if options.get("bugs"):  # `bugs=(commit-old-term)`: a planted bug (raft/config.py KNOWN_BUGS), for teaching
+        extra["bugs"] = frozenset(part for part in options["bugs"].strip("()").split(",") if part)
     for nid in new:
         env.configs[nid] = RaftConfig(
             node_id=nid, peers=frozenset(voters), election_timeout_ms_min=float(low),
