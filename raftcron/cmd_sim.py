@@ -43,10 +43,15 @@ def register(subparsers: Any) -> None:
                              "(or 'all', or 'none'), at an intensity drawn per seed; 'swarm' also draws which "
                              "kinds, the network and the client mix per seed. Default: crash the leader once; "
                              "with --bug or --seeds N>1: swarm")
-    parser.add_argument("--replay", metavar="FILE", help="replay a fault schedule saved with --save-schedule")
+    parser.add_argument("--replay", metavar="FILE",
+                        help="replay a fault schedule saved with --save-schedule, by a failing run or by the "
+                             "Hypothesis suite; such a file names its own seed and options (--bug NAME or "
+                             "--bug none still apply, to replay it with a bug on or off)")
     parser.add_argument("--save-schedule", metavar="FILE", help="write the fault schedule used as JSON")
+    parser.add_argument("--entries-per-message", type=int, default=256, metavar="N",
+                        help="most entries in one AppendEntries (default 256; 1 opens the Figure 8 window)")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
-                        help="re-introduce a known bug (repeatable); see docs/bugs.md")
+                        help="re-introduce a known bug (repeatable; `none` for no bug); see docs/bugs.md")
     parser.add_argument("--storage", choices=("memory", "lmdb"), default="memory",
                         help="node storage: in memory (fast) or real LMDB files (default memory)")
     parser.add_argument("--rate", type=float, default=10.0,
@@ -99,8 +104,10 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
 
     known_bugs = set(KNOWN_BUGS) | SIM_BUGS
     for bug in args.bug:
-        if bug not in known_bugs:
-            raise UsageError(f"unknown bug {bug!r}; known: {', '.join(sorted(known_bugs))}")
+        if bug not in known_bugs | {"none"}:
+            raise UsageError(f"unknown bug {bug!r}; known: {', '.join(sorted(known_bugs))} (or none)")
+    if "none" in args.bug and len(args.bug) > 1:
+        raise UsageError("--bug none turns every planted bug off; it cannot be combined with other --bug")
     faults: set[str] | None = None
     swarm = swarm_environment = False
     mode = args.faults
@@ -122,7 +129,10 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
                 schedule = FaultSchedule.from_json(json.load(handle))
             if schedule.options is not None:  # a self-contained schedule: it names its own run
                 replayed = SimOptions.from_json(schedule.options, seed=schedule.seed or 0)
+                _refuse_run_flags_with_replay(args, replayed)
                 replayed.schedule, replayed.trace_sink = schedule, trace_sink
+                if args.bug:  # the one thing a replay may change: run the same schedule with/without a bug
+                    replayed.bugs = frozenset() if args.bug == ["none"] else frozenset(args.bug)
                 replayed.validate()
                 return replayed
         except (OSError, ValueError, TypeError, KeyError) as error:
@@ -131,12 +141,16 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     if low <= 0 or not 0 < args.heartbeat < low:
         raise UsageError("need 0 < --heartbeat < the minimum election timeout")
     lat_low, lat_high = parse_range(args.latency, "latency")
-    timings = RaftTimings(low, high, args.heartbeat, pre_vote=not args.no_prevote, check_quorum=not args.no_prevote)
+    if args.entries_per_message < 1:
+        raise UsageError("--entries-per-message must be >= 1")
+    timings = RaftTimings(low, high, args.heartbeat, pre_vote=not args.no_prevote, check_quorum=not args.no_prevote,
+                          entries_per_message_max=args.entries_per_message)
     network = NetworkOptions(latency_ms_min=lat_low, latency_ms_max=lat_high, loss_probability=args.loss,
                              duplicate_probability=args.dup)
     options = SimOptions(nodes=args.nodes, seconds=args.seconds, seed=seed, faults=faults, schedule=schedule,
                          timings=timings, network=network, proposals_per_second=args.rate,
-                         snapshot_entries=args.snapshot_entries, bugs=frozenset(args.bug), storage=args.storage,
+                         snapshot_entries=args.snapshot_entries, bugs=frozenset(args.bug) - {"none"},
+                         storage=args.storage,
                          trace_sink=trace_sink, jobs=load_jobs(args.jobs), workload=args.workload,
                          clients=args.clients, keys=args.keys, swarm=swarm, swarm_environment=swarm_environment)
     try:
@@ -144,6 +158,45 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     except ValueError as error:
         raise UsageError(str(error)) from None
     return options
+
+
+# Flags that shape a run, with their defaults: a self-contained schedule (one saved by a failing
+# run or the Hypothesis suite) carries its own, so giving one with --replay would be ignored.
+RUN_FLAG_DEFAULTS: dict[str, Any] = {
+    "nodes": 5, "seconds": 60.0, "seed": 0, "seeds": 1, "faults": None, "storage": "memory", "rate": 10.0,
+    "workload": "kv", "clients": 5, "keys": 3, "election_timeout": "150-300", "heartbeat": 50.0,
+    "latency": "1-5", "loss": 0.0, "dup": 0.0, "no_prevote": False, "snapshot_entries": 1000,
+    "jobs": None, "entries_per_message": 256}
+
+
+# How to read each run flag's value back out of the options a schedule carries.
+_FROM_OPTIONS: dict[str, Any] = {
+    "nodes": lambda o: o.nodes, "seconds": lambda o: o.seconds, "seed": lambda o: o.seed,
+    "storage": lambda o: o.storage, "rate": lambda o: o.proposals_per_second, "workload": lambda o: o.workload,
+    "clients": lambda o: o.clients, "keys": lambda o: o.keys, "snapshot_entries": lambda o: o.snapshot_entries,
+    "election_timeout": lambda o: (o.timings.election_timeout_ms_min, o.timings.election_timeout_ms_max),
+    "heartbeat": lambda o: o.timings.heartbeat_interval_ms, "no_prevote": lambda o: not o.timings.pre_vote,
+    "latency": lambda o: (o.network.latency_ms_min, o.network.latency_ms_max),
+    "loss": lambda o: o.network.loss_probability, "dup": lambda o: o.network.duplicate_probability,
+    "entries_per_message": lambda o: o.timings.entries_per_message_max, "jobs": lambda o: o.jobs,
+}
+
+
+def _refuse_run_flags_with_replay(args: argparse.Namespace, replayed: Any) -> None:
+    """A run flag that agrees with the schedule is harmless; one that disagrees would be
+    silently ignored, so say so instead of running something other than what was asked."""
+    given = [name for name, default in RUN_FLAG_DEFAULTS.items() if getattr(args, name, default) != default]
+    if not given:
+        return
+    plain = argparse.Namespace(**{**vars(args), "replay": None, "bug": [], "seeds": 1, "faults": None})
+    wanted = build_options(plain, args.seed, None)
+    given = [name for name in given
+             if name not in _FROM_OPTIONS or _FROM_OPTIONS[name](wanted) != _FROM_OPTIONS[name](replayed)]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UsageError(f"{args.replay} is a self-contained schedule: it names its own seed, cluster and "
+                         f"options, so {flags} would be ignored; drop them (only --bug NAME or --bug none, "
+                         "--trace, --plot, --history, --json and --save-schedule apply to a replay)")
 
 
 # forget-vote is the simulator's; the others are scheduler.machine.SCHEDULER_BUGS (docs/scheduler.md)
@@ -191,9 +244,10 @@ def run(args: argparse.Namespace) -> int:
         if len(seeds) > 1 and not args.json:
             print(f"seed {seed}: {_verdict(summary)}", flush=True)
         if code:
-            print(f"reproduce: {reproduce_command(args, seed)}", file=sys.stderr)
-            if summary.get("schedule_file"):
-                print(f"reproduce exactly: raftcron sim --replay {summary['schedule_file']}", file=sys.stderr)
+            if not args.replay:  # a replay's own command line is already the exact reproduction
+                print(f"reproduce: {reproduce_command(args, seed)}", file=sys.stderr)
+            if summary.get("replay_command"):
+                print(f"reproduce exactly: {summary['replay_command']}", file=sys.stderr)
             break
     if args.json:
         print(json.dumps(results[0] if len(results) == 1 else {"runs": results, "seeds_run": len(results)}))
@@ -220,10 +274,13 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
                     handle.write(runner.schedule.dumps())
             with _progress(show_progress and not args.json, options.seconds) as progress:
                 summary = runner.run(progress)
+            _judge_no_leader(summary, options)
             if args.history and runner.workload is not None:
                 runner.workload.history.dump(args.history)
             if _exit_code(summary):
                 summary["schedule_file"] = args.replay or _save_failing_schedule(args, runner, seed)
+                summary["replay_command"] = (reproduce_command(args, seed) if args.replay
+                                             else f"raftcron sim --replay {summary['schedule_file']}")
             if args.plot:
                 from raftcron.cmd_plot import plot_run
 
@@ -241,6 +298,16 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
     return summary, _exit_code(summary)
 
 
+def _judge_no_leader(summary: dict[str, Any], options: Any) -> None:
+    """A run long enough for several elections that never elected anyone did not work: say so
+    (exit 128) instead of printing a clean summary. Shorter runs may legitimately end leaderless."""
+    from sim.swarm import liveness_bound_ms
+
+    if summary.get("first_leader_s") is None and options.seconds * 1000.0 >= liveness_bound_ms(options):
+        summary["no_leader"] = (f"no leader was elected in {options.seconds:g} simulated seconds "
+                                f"(more than the {liveness_bound_ms(options):.0f} ms a cluster needs)")
+
+
 def _exit_code(summary: dict[str, Any]) -> int:
     """129 for anything wrong with what clients were told or what nodes hold (Raft safety, a
     non-linearizable history, scheduler exactly-once), 128 for a cluster that did not recover."""
@@ -248,7 +315,7 @@ def _exit_code(summary: dict[str, Any]) -> int:
             or summary.get("linearizability_violations")):
         return EXIT_CORRECTNESS
     if (summary.get("liveness_violations") or summary.get("no_spof_violations")
-            or (summary.get("liveness") or {}).get("failure")):
+            or (summary.get("liveness") or {}).get("failure") or summary.get("no_leader")):
         return EXIT_LIVENESS
     return 0
 
@@ -274,6 +341,8 @@ def _verdict(summary: dict[str, Any]) -> str:
         problems.append(f"non-linearizable keys {[f['key'] for f in summary['linearizability_violations']]}")
     if (summary.get("liveness") or {}).get("failure"):
         problems.append("liveness: " + summary["liveness"]["failure"])
+    if summary.get("no_leader"):
+        problems.append(summary["no_leader"])
     for name in ("exactly_once_violations", "liveness_violations", "no_spof_violations"):
         if summary.get(name):
             problems.append(f"{len(summary[name])} {name.replace('_', ' ')}")
@@ -303,6 +372,8 @@ class _progress:
 
 
 def reproduce_command(args: argparse.Namespace, seed: int) -> str:
+    if args.replay:  # a replay reproduces itself; only --bug can differ from the file
+        return " ".join(["raftcron sim", f"--replay {args.replay}", *(f"--bug {bug}" for bug in args.bug)])
     parts = ["raftcron sim", f"--seed {seed}", f"--nodes {args.nodes}", f"--seconds {args.seconds:g}"]
     if args.faults is not None:
         parts.append(f"--faults {args.faults}")
@@ -313,7 +384,8 @@ def reproduce_command(args: argparse.Namespace, seed: int) -> str:
     if args.jobs:
         parts.append(f"--jobs {args.jobs}")
     defaults = {"storage": "memory", "rate": 10.0, "election_timeout": "150-300", "heartbeat": 50.0,
-                "latency": "1-5", "loss": 0.0, "dup": 0.0, "snapshot_entries": 1000}
+                "latency": "1-5", "loss": 0.0, "dup": 0.0, "snapshot_entries": 1000, "workload": "kv",
+                "clients": 5, "keys": 3, "entries_per_message": 256}
     for name, default in defaults.items():
         value = getattr(args, name)
         if value != default:
@@ -336,11 +408,14 @@ def human_summary(s: dict[str, Any]) -> str:
         lines.append(f"    term {leader['term']:>3}: {leader['node']} elected at {leader['elected_at']:.3f} s")
     if len(s["leaders"]) > 12:
         lines.append(f"    ... {len(s['leaders']) - 12} more")
+    if s.get("no_leader"):
+        lines.append(f"  LIVENESS: {s['no_leader']}")
     if s["failovers"]:
         shown = ", ".join(_ms(f) for f in s["failovers"][:10])
         lines.append(f"  failovers (leader lost -> new leader heard by a quorum): {shown}")
-    lines.append(f"  {s['commits']} of {s['proposals']} client proposals committed; "
-                 f"{s['messages_sent']} messages, {s['messages_dropped']} dropped")
+    committed = (f"{s['commits']} of {s['proposals']} client proposals committed" if s["proposals"]
+                 else f"{s['commits']} entries committed (no client workload)")
+    lines.append(f"  {committed}; {s['messages_sent']} messages, {s['messages_dropped']} dropped")
     lines.append(f"  snapshots: {s['snapshots_taken']} taken, {s['snapshots_installed']} installed; "
                  f"longest log {s['max_log_entries']} entries")
     if s["safety_violations"]:
@@ -381,8 +456,8 @@ def _client_lines(s: dict[str, Any]) -> list[str]:
     if swarm is not None:
         gaps = ", ".join(f"{kind} every ~{gap / 1000:.1f} s" for kind, gap in swarm["mean_gap_ms"].items())
         lines.append(f"  swarm: {gaps or 'no faults'}")
-    if s.get("schedule_file"):
-        lines.append(f"  replay exactly: raftcron sim --replay {s['schedule_file']}")
+    if s.get("replay_command"):
+        lines.append(f"  replay exactly: {s['replay_command']}")
     return lines
 
 

@@ -97,3 +97,33 @@ def test_lmdb_storage_runs_the_same_story_safely(capsys: pytest.CaptureFixture[s
     assert code == 0
     assert summary["safety_violations"] == []
     assert summary["commits"] > 0
+
+
+def test_a_run_that_never_elects_a_leader_is_a_liveness_failure(capsys: pytest.CaptureFixture[str]) -> None:
+    code, summary = run_json(capsys, "--seconds", "10", "--loss", "1.0")
+    assert code == 128
+    assert summary["first_leader_s"] is None and "no leader was elected" in summary["no_leader"]
+    code, summary = run_json(capsys, "--seconds", "2", "--loss", "1.0")  # too short to judge
+    assert code == 0 and "no_leader" not in summary
+
+
+def test_a_replay_refuses_flags_it_would_ignore_and_takes_bug_switches(
+        capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+    saved = tmp_path / "run.json"
+    code, _ = run_json(capsys, "--seconds", "10", "--loss", "1.0", "--save-schedule", str(saved))
+    assert code == 128  # a self-contained schedule is saved for a failing run
+    assert main(["sim", "--replay", str(saved), "--nodes", "3"]) == 2
+    assert "--nodes would be ignored" in capsys.readouterr().err
+    code, summary = run_json(capsys, "--replay", str(saved), "--bug", "vote-any-log")
+    assert code == 128
+    assert summary["replay_command"] == f"raftcron sim --replay {saved} --bug vote-any-log"
+    assert main(["sim", "--bug", "none", "--bug", "stale-read"]) == 2
+
+
+def test_entries_per_message_reaches_the_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--entries-per-message", "0"]) == 2
+    capsys.readouterr()
+    code, one = run_json(capsys, "--seconds", "5", "--rate", "50", "--entries-per-message", "1")
+    code_many, many = run_json(capsys, "--seconds", "5", "--rate", "50")
+    assert code == code_many == 0
+    assert one["trace_sha256"] != many["trace_sha256"]
