@@ -184,8 +184,17 @@ def run_exec_ls(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(executions, indent=2))
         return 0
-    print(f"{'TICK':<26} {'SLOT':>4} {'STATE':<12} {'ATTEMPTS':>8}  NODE")
+    print(f"{'TICK':<26} {'SLOT':>4} {'STATE':<12} {'ATTEMPTS':>8}  NODES (every attempt's, in order)")
     for item in executions:
         print(f"{item['tick']:<26} {item['slot']:>4} {item['state']:<12} {item['attempts']:>8}  "
-              f"{item.get('node_name') or '-'}")
+              f"{_nodes(item)}")
     return 0
+
+
+def _nodes(item: dict[str, object]) -> str:
+    """Where the attempts ran: a retried execution names every node it tried, not only the last."""
+    tried = [str(node) for node in (item.get("nodes_tried") or [])]  # type: ignore[union-attr]
+    last = item.get("node_name")
+    if last and (not tried or tried[-1] != last):
+        tried.append(str(last))
+    return " > ".join(tried) or "-"
