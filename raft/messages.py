@@ -1,9 +1,14 @@
 """Log entries, hard state and the messages Raft nodes exchange.
 
-All are frozen, slotted, keyword-only dataclasses (h11 `_events.py` style): cheap to create,
-impossible to mutate after a Ready has handed them out, and validated where the paper gives a
-rule. Node ids are short strings ("n1"). Terms and indexes are ints; index 0 / term 0 is the
-empty log's sentinel.
+All are slotted, keyword-only dataclasses (h11 `_events.py` style), validated where the paper
+gives a rule. Entries, configurations and snapshots are frozen: they live in logs and storage
+for a long time. Messages and `HardState` are immutable *by convention* only (not
+`frozen=True`, but hashable and compared by value): a frozen dataclass's `__init__` goes
+through `object.__setattr__` once per field, 2.5x the cost of a plain one, and a simulated
+cluster builds ~8 messages and ~6 hard states per proposal (papers/perf/README.md, "sim").
+Nothing mutates them after construction; build a new one (`dataclasses.replace`) instead.
+Node ids are short strings ("n1"). Terms and indexes are ints; index 0 / term 0 is the empty
+log's sentinel.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class Entry:
             raise ValueError(f"entry needs term >= 1 and index >= 1, got {self.term}/{self.index}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class HardState:
     """What must survive a crash: "Updated on stable storage before responding to RPCs" (Fig. 2)."""
 
@@ -72,7 +77,7 @@ class Snapshot:
 
 # ---- messages -------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class RequestVote:
     """"Invoked by candidates to gather votes" (Fig. 2). `pre_vote` asks without raising terms
     (thesis §9.6); `transfer` marks a vote caused by TimeoutNow, which may disturb a live leader."""
@@ -86,7 +91,7 @@ class RequestVote:
     transfer: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class RequestVoteResponse:
     src: str
     dst: str
@@ -95,7 +100,7 @@ class RequestVoteResponse:
     pre_vote: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class AppendEntries:
     """"Invoked by leader to replicate log entries; also used as heartbeat" (Fig. 2).
     `read_context` > 0 piggybacks a ReadIndex confirmation round (thesis §6.4)."""
@@ -110,7 +115,7 @@ class AppendEntries:
     read_context: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class AppendEntriesResponse:
     """On rejection, `conflict_index`/`conflict_term` let the leader skip a whole term at once
     (the "accelerated log backtracking" of §5.3)."""
@@ -126,7 +131,7 @@ class AppendEntriesResponse:
     read_context: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class InstallSnapshot:
     """One chunk of a snapshot (Fig. 13); `done` marks the last chunk."""
 
@@ -139,7 +144,7 @@ class InstallSnapshot:
     done: bool
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class InstallSnapshotResponse:
     src: str
     dst: str
@@ -149,7 +154,7 @@ class InstallSnapshotResponse:
     success: bool = True
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class TimeoutNow:
     """Leadership transfer: "causes the target server to start an election" (thesis §3.10)."""
 
