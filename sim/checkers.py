@@ -57,23 +57,33 @@ class SafetyObserver:
     commit_frontier: int = 0  # highest index with a known commit term
 
     def on_ready(self, node_id: str, lifetime: int, node: RaftNode, ready: Ready, step: int, true_ms: float) -> None:
+        # Runs after every Ready of every node: each check is skipped when its input is empty.
         ctx = (node_id, step, true_ms)
-        if node.commit_index > self.commit_frontier:
+        commit = node.commit_index
+        if commit > self.commit_frontier:
             # The first node to commit an index is its leader, in the term that committed it;
             # every later sighting is at that term or a higher one, so the first one is kept.
-            for index in range(self.commit_frontier + 1, node.commit_index + 1):
+            for index in range(self.commit_frontier + 1, commit + 1):
                 self.commit_terms[index] = node.term
-            self.commit_frontier = node.commit_index
+            self.commit_frontier = commit
         if ready.snapshot is not None:
             self._on_snapshot(node, ready)
         if ready.entries:
             self._check_entries(node, ready.entries, ctx)
-        for entry in ready.committed_entries:
-            self._check_apply(entry, ctx)
+        if ready.committed_entries:
+            check_apply = self._check_apply
+            for entry in ready.committed_entries:
+                check_apply(entry, ctx)
         for event in ready.events:
             if event.kind == "role" and event.fields["role"] == "leader":
                 self._check_new_leader(node, event.fields["term"], ctx)
-        self._check_commit_monotonic(node_id, lifetime, node.commit_index, ctx)
+        # Commit monotonic, within one lifetime of the node.
+        key = (node_id, lifetime)
+        before = self.commit_seen.get(key, 0)
+        if commit != before:
+            if commit < before:
+                self._flag("commit_monotonic", f"commit index went back from {before} to {commit}", ctx)
+            self.commit_seen[key] = commit
 
     def _flag(self, kind: str, detail: str, ctx: tuple[str, int, float]) -> None:
         if len(self.violations) < self.max_violations:
@@ -103,10 +113,11 @@ class SafetyObserver:
                 self._flag("leader_append_only",
                            f"leader rewrote index {entries[0].index} (had persisted up to {persisted})", ctx)
             self.leader_persisted[key] = entries[-1].index
+        log_term, entry_ids = node.log_term, self.entry_ids
         for entry in entries:
-            prev_term = node.log_term(entry.index - 1) if entry.index > 1 else 0
+            prev_term = log_term(entry.index - 1) if entry.index > 1 else 0
             identity = (entry.kind, entry.data, prev_term)
-            known = self.entry_ids.setdefault((entry.index, entry.term), identity)
+            known = entry_ids.setdefault((entry.index, entry.term), identity)
             if known is identity:
                 continue
             if known[0] != entry.kind or known[1] != entry.data:
@@ -130,10 +141,3 @@ class SafetyObserver:
         assert ready.snapshot is not None
         meta = ready.snapshot.meta
         self.max_committed = max(self.max_committed, meta.index)
-
-    def _check_commit_monotonic(self, node_id: str, lifetime: int, commit: int, ctx: tuple[str, int, float]) -> None:
-        key = (node_id, lifetime)
-        before = self.commit_seen.get(key, 0)
-        if commit < before:
-            self._flag("commit_monotonic", f"commit index went back from {before} to {commit}", ctx)
-        self.commit_seen[key] = commit
