@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from raft.config import RaftConfig
@@ -31,6 +32,10 @@ from sim.trace import TraceWriter
 
 DELIVER, TIMER, CALL = 0, 1, 2
 _AFTER_PEERS = 1 << 62  # sequence offset: sorts after every ordinary event of the same time
+
+
+def _unbound(_value: Any) -> None:
+    raise AssertionError("SimCluster binds a node's callbacks when it adds the node")
 
 
 @dataclass(slots=True)
@@ -60,6 +65,9 @@ class SimNode:
     timer_at: float = math.inf
     inbox: list[Message] = field(default_factory=list)
     bootstrap: frozenset[str] = frozenset()  # empty for a server that joined later
+    # The Ready contract's callbacks, bound once per node (not two lambdas per Ready).
+    apply: Callable[[Entry], None] = _unbound
+    restore: Callable[[Snapshot], None] = _unbound
 
 
 class SimCluster:
@@ -135,14 +143,15 @@ class SimCluster:
 
     def run_until(self, until_ms: float, *, on_step: Callable[[], None] | None = None) -> None:
         heap = self._heap
+        pop, deliver, timer = heapq.heappop, self._deliver, self._timer  # the hot loop: locals
         while heap and heap[0][0] <= until_ms:
-            at, _seq, kind, a, b = heapq.heappop(heap)
+            at, _seq, kind, a, b = pop(heap)
             self.now = at
             self.steps += 1
             if kind == DELIVER:
-                self._deliver(a)
+                deliver(a)
             elif kind == TIMER:
-                self._timer(a, b)
+                timer(a, b)
             else:
                 a()
             if on_step is not None:
@@ -159,6 +168,7 @@ class SimCluster:
             _forget_vote(node.storage)
         node.lifetime += 1
         node.alive, node.paused = True, False
+        node.apply, node.restore = partial(self._apply, node), partial(self._restore, node)
         node.inbox.clear()
         cfg = RaftConfig(
             node_id=node_id, peers=node.bootstrap,
@@ -267,7 +277,8 @@ class SimCluster:
             self.on_deliver(message)
         raft = node.raft
         assert raft is not None
-        local = node.clock.local(self.now)
+        clock = node.clock  # NodeClock.local, inlined: once per message
+        local = clock.local_base + clock.rate * (self.now - clock.true_base)
         raft.tick(local)
         raft.step(message, local)
         self._process(node)
@@ -295,14 +306,14 @@ class SimCluster:
         """Run the Ready contract for one node, let the observer look, and re-arm its timer."""
         raft = node.raft
         assert raft is not None
+        observer, send, apply, restore = self.observer, self._send, node.apply, node.restore
         while raft.has_ready():  # a loop, not recursion: one has_ready() per Ready
-            ready = handle_ready(raft, node.storage, self._send, lambda e: self._apply(node, e),
-                                 lambda s: self._restore(node, s))
-            self.observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
+            ready = handle_ready(raft, node.storage, send, apply, restore)
+            observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
             if ready.events:
                 self._trace_events(node, ready)
-            for read in ready.read_states:
-                if self.on_read is not None:
+            if ready.read_states and self.on_read is not None:
+                for read in ready.read_states:
                     self.on_read(node.id, read.context, read.index)
             if self.snapshot_entries and raft.applied_index - raft.snapshot_index >= self.snapshot_entries:
                 self._take_snapshot(node)
@@ -312,7 +323,12 @@ class SimCluster:
     def _reschedule(self, node: SimNode) -> None:
         raft = node.raft
         assert raft is not None
-        at = node.clock.true_at(raft.next_deadline())
+        deadline = raft.next_deadline()
+        if deadline == math.inf:
+            at = math.inf
+        else:  # NodeClock.true_at, inlined: once per Ready batch
+            clock = node.clock
+            at = clock.true_base + (deadline - clock.local_base) / clock.rate
         if at >= node.timer_at:
             # The armed event fires no later than needed; `_timer` re-arms it if the deadline
             # moved on. A follower's election deadline moves later on every append it gets, and
@@ -324,8 +340,10 @@ class SimCluster:
             self.schedule(max(at, self.now), TIMER, node.id, node.timer_gen)
 
     def _send(self, message: Message) -> None:
+        heap, now = self._heap, self.now
         for delay in self.network.deliveries(message.src, message.dst):
-            self.schedule(self.now + delay, DELIVER, message)
+            self._seq += 1  # `schedule`, inlined: once per message
+            heapq.heappush(heap, (now + delay, self._seq, DELIVER, message, None))
 
     def _apply(self, node: SimNode, entry: Entry) -> None:
         if entry.kind is EntryKind.NORMAL:
