@@ -262,9 +262,8 @@ def _end_execution(state: SchedulerState, execution: Execution, now_ms: int,
             job.last_success_ms = now_ms
         else:
             job.last_error_ms = now_ms
-        job.recent_executions.append([key.tick, key.slot, execution.state, execution.attempts])
-        if len(job.recent_executions) > RECENT_EXECUTIONS_MAX:
-            del job.recent_executions[0]
+        job.note_execution(key.tick, key.slot, execution.state, execution.attempts,
+                           RECENT_EXECUTIONS_MAX)
     firing = state.firings.get((key.job, key.tick))
     if firing is None:
         return

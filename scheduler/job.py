@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ GRACE_SECONDS_MAX: Final = 7 * 24 * 3600
 GRACE_SECONDS_DEFAULT: Final = 60
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _UTC_NAME: Final = "UTC"
+_INTERN_LENGTH_MAX: Final = 512
 
 
 class JobValidationError(ValueError):
@@ -130,7 +132,10 @@ def parse_tags(tags: object) -> TagSelector:
             count = int(count_text)
             if count < 1:
                 raise JobValidationError("tags", f"tag {key!r}: count must be at least 1")
-        requirements.append(TagRequirement(key=key, value=value, count=count))
+        requirements.append(TagRequirement(key=sys.intern(key), value=sys.intern(value),
+                                           count=count))
+    if not requirements:
+        return _NO_TAGS
     return TagSelector(requirements=tuple(requirements))
 
 
@@ -165,7 +170,7 @@ def _choice(field_name: str, value: object, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise JobValidationError(field_name, f"must be one of {', '.join(choices)}; "
                                              f"got {value!r}"[:200])
-    return value
+    return choices[choices.index(value)]  # the shared constant, not the caller's copy
 
 
 def _string_map(field_name: str, value: object, key_max: int, value_max: int) -> dict[str, str]:
@@ -197,7 +202,10 @@ def _frozen_json(field_name: str, value: object, depth: int) -> object:
     """A deep read-only copy of JSON data (dict -> mappingproxy, list -> tuple)."""
     if depth > EXECUTOR_CONFIG_DEPTH_MAX:
         raise JobValidationError(field_name, f"nested deeper than {EXECUTOR_CONFIG_DEPTH_MAX}")
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        # Jobs often share commands and URLs: one copy of each short text.
+        return sys.intern(value) if len(value) <= _INTERN_LENGTH_MAX else value
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -210,7 +218,7 @@ def _frozen_json(field_name: str, value: object, depth: int) -> object:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise JobValidationError(field_name, f"keys must be strings, got {key!r}"[:200])
-            frozen[key] = _frozen_json(field_name, item, depth + 1)
+            frozen[sys.intern(key)] = _frozen_json(field_name, item, depth + 1)
         return MappingProxyType(frozen)
     raise JobValidationError(field_name, f"{_type_name(value)} is not JSON data")
 
@@ -226,6 +234,8 @@ def _thawed_json(value: object) -> Any:
 def _executor_config(value: object) -> Mapping[str, object]:
     if not isinstance(value, (dict, MappingProxyType)):
         raise JobValidationError("executor_config", f"expected an object, got {_type_name(value)}")
+    if not value:
+        return _EMPTY_MAP
     frozen = _frozen_json("executor_config", value, 0)
     assert isinstance(frozen, MappingProxyType)
     size = len(json.dumps(_thawed_json(frozen)).encode())
@@ -243,8 +253,17 @@ def _type_name(value: object) -> str:
 # --------------------------------------------------------------------------- the job
 
 
+# Shared by every job that has none: 100k jobs need not hold 100k empty mappings.
+_EMPTY_MAP: Final[Mapping[str, Any]] = MappingProxyType({})
+_NO_TAGS: Final = TagSelector()
+
+
 def _empty_map() -> Mapping[str, Any]:
-    return MappingProxyType({})
+    return _EMPTY_MAP
+
+
+def _no_tags() -> TagSelector:
+    return _NO_TAGS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -262,7 +281,7 @@ class JobSpec:
     owner_email: str = ""
     metadata: Mapping[str, str] = field(default_factory=_empty_map)
     disabled: bool = False
-    tags: TagSelector = field(default_factory=TagSelector)
+    tags: TagSelector = field(default_factory=_no_tags)
     concurrency: str = "allow"
     retries: int = 0
     executor: str = "shell"
@@ -343,7 +362,7 @@ def _timezone(value: object) -> str:
         load_timezone(value)
     except ScheduleError as error:
         raise JobValidationError("timezone", str(error).removeprefix("timezone ")) from None
-    return value
+    return sys.intern(value)
 
 
 def _parent_job(value: object, name: str) -> str | None:
@@ -367,7 +386,7 @@ def _schedule(value: object, timezone: str, parent_job: str | None) -> str | Non
         raise JobValidationError("schedule", f"expected a string, got {_type_name(value)}")
     try:
         # The anchor only phases @every; validity does not depend on it.
-        return parse_schedule(value, timezone=timezone, anchor_ms=0).spec
+        return sys.intern(parse_schedule(value, timezone=timezone, anchor_ms=0).spec)
     except ScheduleError as error:
         raise JobValidationError("schedule", str(error).removeprefix("schedule ")) from None
 
@@ -388,18 +407,20 @@ def _owner_email(value: object) -> str:
     email = _string("owner_email", value, 254)
     if email and not _EMAIL.fullmatch(email):
         raise JobValidationError("owner_email", f"{email!r} is not an e-mail address")
-    return email
+    return sys.intern(email)
 
 
 def _metadata(value: object) -> Mapping[str, str]:
     entries = _string_map("metadata", value, MAP_KEY_LENGTH_MAX, MAP_VALUE_LENGTH_MAX)
-    return MappingProxyType(dict(sorted(entries.items())))
+    if not entries:
+        return _EMPTY_MAP
+    return MappingProxyType({sys.intern(key): item for key, item in sorted(entries.items())})
 
 
 _SIMPLE_FIELDS: Final[dict[str, Callable[[object], Any]]] = {
-    "displayname": lambda value: _string("displayname", value, TEXT_LENGTH_MAX),
+    "displayname": lambda value: _string("displayname", value, TEXT_LENGTH_MAX),  # often unique
     "timezone": _timezone,
-    "owner": lambda value: _string("owner", value, TEXT_LENGTH_MAX),
+    "owner": lambda value: sys.intern(_string("owner", value, TEXT_LENGTH_MAX)),
     "owner_email": _owner_email,
     "metadata": _metadata,
     "disabled": lambda value: _boolean("disabled", value),

@@ -353,4 +353,5 @@ def _carry_over(old: JobRecord, new: JobRecord) -> None:
     new.fired, new.skipped, new.missed = old.fired, old.skipped, old.missed
     new.live_executions, new.last_run_ms = old.live_executions, old.last_run_ms
     new.last_success_ms, new.last_error_ms = old.last_success_ms, old.last_error_ms
-    new.recent, new.recent_executions = old.recent, old.recent_executions
+    new._recent, new._recent_count = old._recent, old._recent_count
+    new._executions, new._executions_count = old._executions, old._executions_count

@@ -22,6 +22,7 @@ import abc
 import datetime as dt
 import functools
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Final
@@ -602,12 +603,23 @@ def parse_schedule(spec: str, *, timezone: str = "UTC", anchor_ms: int) -> Sched
         raise TypeError(f"anchor_ms must be an int of epoch milliseconds, got {anchor_ms!r}")
     if not isinstance(spec, str):
         raise ScheduleError(f"schedule: expected a string, got {type(spec).__name__}")
-    zone = load_timezone(timezone)
+    load_timezone(timezone)
     if len(spec) > SPEC_LENGTH_MAX:
         raise ScheduleError(f"schedule {_quote(spec)}: longer than {SPEC_LENGTH_MAX} characters")
     words = spec.split()
     if not words:
         raise ScheduleError("schedule '': empty (write e.g. '*/5 * * * *' or '@every 1m')")
+    if words[0].lower() == "@every":
+        return _parse_every(spec, " ".join(words[1:]), timezone, anchor_ms)
+    return _parse_anchorless(spec, timezone)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_anchorless(spec: str, timezone: str) -> Schedule:
+    """Every form but `@every` ignores the anchor, so jobs with the same spec and zone share
+    one immutable schedule object (100k jobs need not hold 100k equal ones)."""
+    zone = load_timezone(timezone)
+    words = spec.split()
     if not words[0].startswith("@"):
         return _parse_cron(" ".join(words).lower(), timezone, zone)
     keyword, argument = words[0].lower(), " ".join(words[1:])
@@ -635,11 +647,17 @@ def _parse_cron(text: str, timezone: str, zone: ZoneInfo, shown_as: str | None =
 
 def _parse_every(spec: str, argument: str, timezone: str, anchor_ms: int) -> EverySchedule:
     try:
-        period_ms = parse_duration_ms(argument)
+        text, period_ms = _every_period(argument)
     except DurationError as error:
         raise ScheduleError(f"schedule {_quote(spec)}: @every: {error}") from None
-    return EverySchedule(spec=f"@every {format_duration_ms(period_ms)}", timezone=timezone,
-                         anchor_ms=anchor_ms, period_ms=period_ms)
+    return EverySchedule(spec=text, timezone=timezone, anchor_ms=anchor_ms, period_ms=period_ms)
+
+
+@functools.lru_cache(maxsize=8192)
+def _every_period(argument: str) -> tuple[str, int]:
+    """The normalised `@every` text and period: shared objects for jobs with equal periods."""
+    period_ms = parse_duration_ms(argument)
+    return sys.intern(f"@every {format_duration_ms(period_ms)}"), period_ms
 
 
 def _parse_at(spec: str, argument: str, timezone: str, zone: ZoneInfo) -> AtSchedule:

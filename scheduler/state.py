@@ -16,12 +16,17 @@ Rules of this module:
 
 from __future__ import annotations
 
+import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import msgpack
 
 from scheduler.commands import AttemptKey, ExecKey
+from scheduler.history import (
+    append_row, decode_executions, decode_outcomes, encode_execution, encode_outcome,
+)
 from scheduler.job import JobSpec
 from scheduler.results import Outcome
 from scheduler.schedule import EverySchedule, Schedule, ticks_between
@@ -52,13 +57,44 @@ class JobRecord:
     last_run_ms: int = -1  # name (tick) of the last on-demand run, to keep names unique
     last_success_ms: int | None = None
     last_error_ms: int | None = None
-    recent: list[Outcome] = field(default_factory=list)
-    recent_executions: list[list[Any]] = field(default_factory=list)
+    # The short histories, packed (scheduler/history.py says why); read them through
+    # `recent` and `recent_executions`.
+    _recent: bytes = field(default=b"", repr=False)
+    _recent_count: int = field(default=0, repr=False)
+    _executions: bytes = field(default=b"", repr=False)
+    _executions_count: int = field(default=0, repr=False)
+
+    @property
+    def recent(self) -> list[Outcome]:
+        """The last RECENT_MAX outcomes, oldest first (a fresh list: changing it changes
+        nothing; assign to replace the history)."""
+        return decode_outcomes(self._recent, self.spec.name)
+
+    @recent.setter
+    def recent(self, outcomes: Iterable[Outcome]) -> None:
+        name = self.spec.name
+        rows = [encode_outcome(outcome, name) for outcome in outcomes][-RECENT_MAX:]
+        self._recent, self._recent_count = b"".join(rows), len(rows)
+
+    @property
+    def recent_executions(self) -> list[list[Any]]:
+        """The last ended executions as [tick, slot, state, attempts], oldest first."""
+        return decode_executions(self._executions)
+
+    @recent_executions.setter
+    def recent_executions(self, rows: Iterable[Sequence[Any]]) -> None:
+        packed = [encode_execution(*row) for row in rows]
+        self._executions, self._executions_count = b"".join(packed), len(packed)
 
     def note(self, outcome: Outcome) -> None:
-        self.recent.append(outcome)
-        if len(self.recent) > RECENT_MAX:
-            del self.recent[0]
+        self._recent, self._recent_count = append_row(
+            self._recent, self._recent_count, encode_outcome(outcome, self.spec.name), RECENT_MAX)
+
+    def note_execution(self, tick: int, slot: int, state: str, attempts: int, keep: int) -> None:
+        """An execution ended; keep the last `keep` of them."""
+        self._executions, self._executions_count = append_row(
+            self._executions, self._executions_count,
+            encode_execution(tick, slot, state, attempts), keep)
 
 
 @dataclass(slots=True)
@@ -211,13 +247,19 @@ class SchedulerState:
 
     @classmethod
     def restore(cls, data: bytes) -> SchedulerState:
-        (version, applied, jobs, executions, attempts, firings, nodes, idempotency, retired,
-         totals) = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        # Read row by row: the decoded form of 100k jobs' rows is several times the
+        # snapshot's size, and a server restores while it holds the snapshot bytes too.
+        unpacker = msgpack.Unpacker(io.BytesIO(data), raw=False, strict_map_key=False,
+                                    max_buffer_size=max(len(data), 1 << 20))
+        assert unpacker.read_array_header() == 10, "a scheduler snapshot has 10 parts"
+        version, applied = unpacker.unpack(), unpacker.unpack()
         assert version == SNAPSHOT_FORMAT, f"unknown scheduler snapshot format {version}"
         state = cls()
         state.applied_index = applied
-        for row in jobs:
-            _restore_job(state, row)
+        for _ in range(unpacker.read_array_header()):
+            _restore_job(state, unpacker.unpack())
+        (executions, attempts, firings, nodes, idempotency, retired,
+         totals) = (unpacker.unpack() for _ in range(7))
         for (key_fields, trigger, execution_state, made, ready_at, weight, priority, retries,
              tried) in executions:
             key = ExecKey(*key_fields)
@@ -257,6 +299,6 @@ def _restore_job(state: SchedulerState, row: list[Any]) -> None:
     job = state.make_job(spec, version, anchor, cursor, job_state)
     job.fired, job.skipped, job.missed, job.live_executions = fired, skipped, missed, live
     job.last_run_ms, job.last_success_ms, job.last_error_ms = last_run, last_success, last_error
-    job.recent = [Outcome(*fields) for fields in recent]
-    job.recent_executions = [list(item) for item in recent_executions]
+    job.recent = (Outcome(*fields) for fields in recent)
+    job.recent_executions = recent_executions
     state.jobs[spec.name] = job
