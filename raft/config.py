@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 KNOWN_BUGS: frozenset[str] = frozenset(
@@ -32,6 +33,14 @@ class RaftConfig:
     uncommitted_entries_max: int = 10_000
     keep_timer_on_higher_term: bool = False  # Figure 2's timer rule instead of etcd's (docs/raft.md)
     clock_drift_rate_max: float = 0.001  # lease reads assume every clock's rate is within 1 ± this
+    # Whether any node of the cluster may answer `read_index(lease=True)` from its lease. Set it
+    # alike on every node. False lets a follower forget its lease promise when its leader's
+    # connection closes, and the leader then never answers from a lease (docs/raft.md).
+    lease_reads: bool = True
+    # `leader_connection_lost`: campaign after U(0, this) ms, at once (lease_reads off) or once
+    # the lease promise expires (on); None ignores the signal. The jitter keeps survivors that
+    # saw the same close at the same instant from splitting the vote.
+    leader_loss_jitter_ms: float | None = 30.0
     bugs: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -41,6 +50,8 @@ class RaftConfig:
             raise ValueError("need 0 < election_timeout_ms_min <= election_timeout_ms_max")
         if not 0 < self.heartbeat_interval_ms < self.election_timeout_ms_min:
             raise ValueError("the heartbeat interval must be shorter than the election timeout (§5.6)")
+        if self.leader_loss_jitter_ms is not None and not 0.0 <= self.leader_loss_jitter_ms < math.inf:
+            raise ValueError("leader_loss_jitter_ms must be None or a finite number >= 0")
         if not 0.0 <= self.clock_drift_rate_max < 1.0:
             raise ValueError("clock_drift_rate_max must be within [0, 1)")
         unknown = self.bugs - KNOWN_BUGS

@@ -257,9 +257,35 @@ class RaftNode:
         min·(1-ρ)/(1+ρ). Until then no other leader can exist."""
         if self.role is not Role.LEADER or not self.cfg.check_quorum or self._transfer_target is not None:
             return False
+        if not self.cfg.lease_reads:
+            return False  # followers may forget their promise on a closed connection
         rho = self.cfg.clock_drift_rate_max
         duration = self.cfg.election_timeout_ms_min * (1.0 - rho) / (1.0 + rho)
         return self._now < self._lease_from + duration
+
+    def leader_connection_lost(self, peer: str, now: float) -> None:
+        """The driver saw a connection with `peer` close (EOF or reset: what the kernel does to
+        the sockets of a killed process). If `peer` is our leader, do not wait out a randomized
+        election timeout: campaign after U(0, leader_loss_jitter_ms), counted from now when
+        lease reads are off (the lease promise is forgotten, so peers that saw the close grant
+        the pre-vote), else from the moment the promise expires (lease reads stay safe). A
+        close proves nothing: the leader may be alive (a reconnect, a one-way fault). It only
+        moves a timer; its next append cancels the campaign, a pre-vote still needs a quorum
+        that lost the leader too, and safety never depended on timing (docs/raft.md)."""
+        self._now = now
+        jitter_max = self.cfg.leader_loss_jitter_ms
+        if jitter_max is None or self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
+            return
+        if self.cfg.lease_reads:
+            start = max(now, self._leader_contact + self.cfg.election_timeout_ms_min)
+        else:
+            self._leader_contact = -math.inf  # the promise guards only against disruption here
+            start = now
+        if self._election_deadline <= start + jitter_max:
+            return  # already due within the window (e.g. a second close of the same leader)
+        self._election_deadline = start + self._rng.uniform(0.0, jitter_max)
+        self._emit("leader_lost", leader=peer, campaign_at=round(self._election_deadline, 3),
+                   lease_kept=self.cfg.lease_reads)
 
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to `target` (thesis §3.10): catch it up, then send TimeoutNow."""

@@ -218,13 +218,18 @@ class Transport:
     def __init__(self, *, node_id: str, cluster_id: str, secret: bytes | None,
                  listen: tuple[str, int], peers: dict[str, tuple[str, int]],
                  deliver: Callable[[Message], None],
-                 options: TransportOptions = TransportOptions()) -> None:
+                 options: TransportOptions = TransportOptions(),
+                 connection_lost: Callable[[str], None] | None = None) -> None:
         self.node_id = node_id
         self.cluster_id = cluster_id
         self._secret = secret
         self._listen = listen
         self._peers = {peer: address for peer, address in peers.items() if peer != node_id}
         self._deliver = deliver
+        # Called with a peer's id when its connection to us ends from its side (EOF or reset),
+        # never when we close it: a killed process's sockets close at once, long before any
+        # election timer (RaftNode.leader_connection_lost decides what it means).
+        self._connection_lost = connection_lost
         self.options = options
         self.stats = TransportStats()
         self._errors = RateLimitedLog(options.error_log_interval_s, trio.current_time)
@@ -357,15 +362,23 @@ class Transport:
             await _close_quietly(stream)
             return
         self._inbound += 1
+        sender: list[str] = []  # the authenticated peer, once one of its frames was delivered
         try:
-            await self._read_frames(stream, remote)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the peer went away; its sender reconnects
+            try:
+                closed_by_peer = await self._read_frames(stream, remote, sender)
+            except (trio.BrokenResourceError, OSError):
+                closed_by_peer = True  # reset: the peer went away; its sender reconnects
+            except trio.ClosedResourceError:
+                closed_by_peer = False  # we closed it
+            if closed_by_peer and sender and self._connection_lost is not None:
+                self._connection_lost(sender[0])
         finally:
             self._inbound -= 1
             await _close_quietly(stream)
 
-    async def _read_frames(self, stream: trio.SocketStream, remote: str) -> None:
+    async def _read_frames(self, stream: trio.SocketStream, remote: str, sender: list[str]) -> bool:
+        """Deliver frames until the connection ends; True when the peer ended it (EOF), False
+        when we did (idle timeout, lost framing)."""
         decoder = FrameDecoder(self.options.frame_bytes_max)
         label = remote
         while True:
@@ -375,7 +388,7 @@ class Transport:
                 if decoder.buffered_bytes:
                     self._count_error(label, FrameError(
                         "truncated", f"connection ended inside a frame ({decoder.buffered_bytes} bytes)"))
-                return
+                return not idle.cancelled_caught
             self.stats.bytes_received += len(data)
             decoder.feed(data)
             for _ in range(len(data) + 1):  # each frame takes > 36 bytes: a bound, never reached
@@ -383,35 +396,37 @@ class Transport:
                     body = decoder.next_body()
                 except FrameError as exc:
                     self._count_error(label, exc)
-                    return  # fatal by construction: framing is lost
+                    return False  # fatal by construction: framing is lost
                 if body is None:
                     break
-                label = self._receive_body(body, label)
+                label, delivered = self._receive_body(body, label)
+                if delivered and not sender:
+                    sender.append(label)
 
-    def _receive_body(self, body: bytes, label: str) -> str:
+    def _receive_body(self, body: bytes, label: str) -> tuple[str, bool]:
         """Open, decode and deliver one frame; returns the label to blame for the next error
-        (the sender's id once a frame authenticated)."""
+        (the sender's id once a frame authenticated) and whether the message was delivered."""
         try:
             envelope = open_frame(body, cluster_id=self.cluster_id, secret=self._secret)
             message = decode_message(envelope.payload, self.options.frame_bytes_max)
         except FrameError as exc:
             self._count_error(label, exc)
-            return label
+            return label, False
         except ProtocolError as exc:
             self._count_error(label, FrameError("malformed", str(exc)))
-            return label
+            return label, False
         if message.src != envelope.sender or message.dst != self.node_id:
             self._count_error(envelope.sender, FrameError(
                 "misaddressed", f"message {message.src}->{message.dst} in a frame from {envelope.sender}"))
-            return envelope.sender
+            return envelope.sender, False
         if message.src not in self._peers:
             self._count_error(envelope.sender, FrameError("unknown_peer", f"{message.src} is not a peer"))
-            return envelope.sender
+            return envelope.sender, False
         if message.src in self.blocked_peers:  # fault injection: lost on the way in
-            return envelope.sender
+            return envelope.sender, False
         self.stats.frames_received += 1
         self._deliver(message)
-        return envelope.sender
+        return envelope.sender, True
 
     def _count_error(self, peer: str, error: FrameError) -> None:
         key = (peer, error.kind)

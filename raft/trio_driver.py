@@ -171,6 +171,16 @@ class RaftRuntime:
         self._inbox.append(message)
         self._wakeup.set()
 
+    def connection_lost(self, peer: str) -> None:
+        """The transport saw `peer` end its connection (EOF or reset). Messages it delivered
+        before are stepped first, so a heartbeat still queued cannot cancel what the core
+        decides (it acts only if `peer` is its leader: `RaftNode.leader_connection_lost`)."""
+        now = now_ms()
+        for _ in range(len(self._inbox)):
+            self.node.step(self._inbox.popleft(), now)
+        self.node.leader_connection_lost(peer, now)
+        self._wakeup.set()
+
     async def propose(self, data: bytes, *, timeout_s: float) -> Any:
         """Replicate `data` and return the state machine's result once applied here.
 

@@ -48,6 +48,8 @@ class RaftTimings:
     # Not a timing, but a knob the swarm turns: with few entries per AppendEntries a follower
     # acknowledges old-term entries before the new leader's no-op (the Figure 8 window).
     entries_per_message_max: int = 256
+    lease_reads: bool = True  # RaftConfig.lease_reads
+    leader_loss_jitter_ms: float | None = 30.0  # RaftConfig.leader_loss_jitter_ms
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class SimCluster:
         snapshot_entries: int = 0,
         bugs: frozenset[str] = frozenset(),
         trace: TraceWriter | None = None,
+        notify_closed_connections: bool = False,
     ) -> None:
         self.seed = seed
         root = random.Random(seed)
@@ -121,6 +124,9 @@ class SimCluster:
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self.max_log_entries = 0
+        # A crash closes the node's sockets: peers it can reach learn it one latency later, as
+        # a real transport reads EOF (`RaftNode.leader_connection_lost`).
+        self.notify_closed_connections = notify_closed_connections
         for node_id in node_ids:
             self.start(node_id)
 
@@ -177,6 +183,7 @@ class SimCluster:
             heartbeat_interval_ms=self.timings.heartbeat_interval_ms,
             pre_vote=self.timings.pre_vote, check_quorum=self.timings.check_quorum,
             entries_per_message_max=self.timings.entries_per_message_max,
+            lease_reads=self.timings.lease_reads, leader_loss_jitter_ms=self.timings.leader_loss_jitter_ms,
             bugs=self.raft_bugs,
         )
         node.sm = self.make_state_machine()
@@ -206,6 +213,30 @@ class SimCluster:
         node.timer_gen += 1
         node.timer_at = math.inf
         self._emit_fault(node_id, "crash")
+        if self.notify_closed_connections:
+            self._notify_closed(node_id)
+
+    def _notify_closed(self, closed: str) -> None:
+        """Like TCP's EOF, the close reaches a peer after every message already on the wire."""
+        options = self.network.options
+        last: dict[str, float] = {}
+        for at, _seq, kind, message, _ in self._heap:
+            if kind == DELIVER and message.src == closed:
+                last[message.dst] = max(last.get(message.dst, at), at)
+        for peer in self.ids:
+            if peer != closed and self.nodes[peer].alive and self.network.connected(closed, peer):
+                at = self.now + self.net_rng.uniform(options.latency_ms_min, options.latency_ms_max)
+                self.call_at(max(at, last.get(peer, at)), lambda peer=peer: self.connection_closed(peer, closed))
+
+    def connection_closed(self, node_id: str, closed: str) -> None:
+        """`node_id` reads EOF on its connection with `closed` (a crash, or a test's transient close)."""
+        node = self.nodes[node_id]
+        if not node.alive or node.paused or node.raft is None:
+            return  # a paused process reads the EOF later; not modelled
+        local = node.clock.local(self.now)
+        node.raft.tick(local)
+        node.raft.leader_connection_lost(closed, local)
+        self._process(node)
 
     def lose_in_flight(self, src: str, probability: float) -> int:
         """Each message `src` sent that is still on the wire vanishes with `probability`: a

@@ -128,6 +128,7 @@ class Server:
             election_timeout_ms_min=options.election_timeout_ms,
             election_timeout_ms_max=2 * options.election_timeout_ms,
             heartbeat_interval_ms=options.heartbeat_interval_ms,
+            lease_reads=False,  # reads use ReadIndex rounds: a closed leader connection may end the lease
         )
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -145,7 +146,8 @@ class Server:
                                   on_event=self._tracer(trace_file))
             transport = Transport(node_id=options.node_id, cluster_id=options.cluster_id,
                                   secret=options.secret, listen=options.raft_address,
-                                  peers=options.peers, deliver=runtime.deliver)
+                                  peers=options.peers, deliver=runtime.deliver,
+                                  connection_lost=runtime.connection_lost)
             self.runtime, self.transport = runtime, transport
             for node, (raft_address, _) in self.joined.items():  # restored from a snapshot
                 transport.add_peer(node, raft_address)
