@@ -25,9 +25,17 @@ ACTION_KINDS = frozenset(
      # operations, and require it to converge within `value` ms (TigerBeetle's VOPR).
      "core",
      # One client operation on key `value`, sent to `node` (a stateful test's explicit op).
-     "client_read", "client_write", "client_cas"}
+     "client_read", "client_write", "client_cas",
+     # The scheduler (`--jobs`), as an operator: put (add or update) the job `job`, delete,
+     # enable/disable (`job["disabled"]`) or run now the job `job["name"]`, through the leader,
+     # retried until the leader's state shows it (`SchedulerWorld.operate`).
+     "job_put", "job_delete", "job_toggle", "job_run_now",
+     # Like crash_after_propose, for the next scheduler leader to propose a Fire.
+     "crash_after_fire",
+     # The agent alone on `node` dies (its runs are killed; the server stays up) / comes back.
+     "agent_crash", "agent_restart"}
 )
-_ACTION_FIELDS = ("node", "sides", "value", "loss", "dup", "duration")
+_ACTION_FIELDS = ("node", "sides", "value", "loss", "dup", "duration", "job")
 
 
 @dataclass(slots=True)
@@ -40,6 +48,7 @@ class FaultAction:
     loss: float | None = None
     dup: float | None = None
     duration: float | None = None  # crash/pause (and triggered crashes): restart/resume after ms
+    job: dict[str, Any] | None = None  # job_*: the job definition (put) or {"name": ...}
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"at_ms": round(self.at_ms, 3), "kind": self.kind}
@@ -58,7 +67,7 @@ class FaultAction:
             raise ValueError(f"unknown fields {sorted(unknown)} in fault action {obj!r}")
         return FaultAction(at_ms=float(obj["at_ms"]), kind=obj["kind"], node=obj.get("node"),
                            sides=obj.get("sides"), value=obj.get("value"), loss=obj.get("loss"),
-                           dup=obj.get("dup"), duration=obj.get("duration"))
+                           dup=obj.get("dup"), duration=obj.get("duration"), job=obj.get("job"))
 
 
 @dataclass(slots=True)

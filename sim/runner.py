@@ -192,6 +192,9 @@ class Runner:
         self.cluster.on_event = self._on_event
         self.world = (SchedulerWorld(self.cluster, options.jobs, options.scheduler, bugs=options.bugs)
                       if options.jobs is not None else None)
+        self._armed_fire: list[FaultAction] = []  # crash_after_fire waiting for a Fire proposal
+        if self.world is not None:
+            self.world.on_fire_proposed = self._on_fire_proposed
         self.schedule = self._make_schedule(ids)
         self._crashed: list[str] = []
         self._membership_goals: list[tuple[str, str]] = []
@@ -297,11 +300,16 @@ class Runner:
             self._armed_elect.append(action)
         elif kind == "crash_after_vote":
             self._armed_vote.append(action)
+        elif kind == "crash_after_fire":
+            self._armed_fire.append(action)
         elif kind == "core" and action.sides:
             self._begin_liveness(action.sides[0], action.value or 0.0)
         elif kind.startswith("client_"):
             if self.workload is not None and action.value is not None:
                 self.workload.issue_one(kind[len("client_"):], int(action.value), node)
+        elif kind.startswith(("job_", "agent_")):
+            if self.world is not None:
+                self.world.run_action(kind, node, action.job)
         elif kind == "restart" and node is not None:
             if not cluster.nodes[node].alive:
                 if node in self._crashed:
@@ -383,6 +391,11 @@ class Runner:
         if self._armed_propose:
             self._fire_armed(self._armed_propose.pop(0), node)
 
+    def _on_fire_proposed(self, node: str) -> None:
+        """The scheduler's leader `node` just proposed a Fire: fire an armed crash_after_fire."""
+        if self._armed_fire:
+            self._fire_armed(self._armed_fire.pop(0), node)
+
     def _on_role(self, node: str, role: str, term: int) -> None:
         self.meter.on_role(node, role, term)
         if role == "leader" and self._armed_elect:
@@ -406,6 +419,7 @@ class Runner:
         self._armed_propose.clear()
         self._armed_elect.clear()
         self._armed_vote.clear()
+        self._armed_fire.clear()
         cluster.network.heal()
         cluster.network.options.loss_probability = 0.0
         cluster.network.options.duplicate_probability = 0.0

@@ -6,7 +6,10 @@ Each `SimCluster` node runs the `SchedulerStateMachine`. On top, this module run
   replicated state when it becomes leader): every `planner_period_ms` of the LEADER'S clock
   it plans and proposes what is due, and it observes every entry the leader applies;
 - a *simulated agent* per process lifetime (`sim/executors.py`), which starts runs when its
-  replica applies a lease for it, renews, finishes, claims queued work, and heartbeats.
+  replica applies a lease for it, renews, finishes, claims queued work, and heartbeats; an
+  `agent_crash` fault kills the agent alone (the server stays up) until `agent_restart`;
+- an *operator* (`operate`, the `job_*` fault actions): job puts, deletes, toggles and
+  run-nows, one at a time and in order, sent to whoever leads until its replica shows them.
 
 Agents talk to the leader they believe in (`raft.leader` on their node) through the simulated
 network: each request is one message with the network's latency, loss, duplication and
@@ -35,12 +38,15 @@ from raft.errors import NotLeader, ProposalDropped
 from raft.messages import Entry, EntryKind
 from raft.progress import Role
 from scheduler.commands import (
-    AttemptKey, Batch, Command, CommandError, Fire, PutJob, decode_command, encode_command,
+    AttemptKey, Batch, Command, CommandError, DeleteJob, Fire, PutJob, RunNow, ToggleJob,
+    decode_command, encode_command,
 )
+from scheduler.job import JobSpec, JobValidationError
 from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
 from scheduler.planner import AgentInfo, Planner, PlannerPolicy
 from scheduler.results import JobChanged, Result
+from scheduler.state import SchedulerState
 from sim.cluster import SimCluster
 from sim.executors import Deliver, SimAgent
 from sim.ledger import History, Ledger
@@ -134,6 +140,9 @@ class SchedulerWorld:
         self._versions: dict[str, int] = {}
         self.fires_proposed = 0
         self.on_fire_proposed: Callable[[str], None] | None = None  # tests: crash "now"
+        self._operations: list[tuple[str, dict[str, Any], str]] = []  # (op, job, request id)
+        self._operations_made = 0
+        self._operator_armed = False
         self._hook(cluster)
         self._watch_faults(cluster)
         for node in cluster.ids:
@@ -169,6 +178,38 @@ class SchedulerWorld:
             node, cluster=self.cluster, ledger=self.ledger, rng=self.rng, lease=self.lease,
             info=self.agent_info(node), journal=self.journal.setdefault(node, set()), send=self.send_to_leader,
             heartbeat_ms=self.options.heartbeat_ms, claim_delay_ms=self.options.claim_delay_ms)
+
+    def run_action(self, kind: str, node: str | None, job: dict[str, Any] | None) -> None:
+        """A scheduler fault action (sim/faults.py): `job_*` (operator) or `agent_*`."""
+        if kind.startswith("job_") and job is not None:
+            self.operate(kind[len("job_"):], job)
+        elif kind == "agent_crash" and node is not None:
+            self.crash_agent(node)
+        elif kind == "agent_restart" and node is not None:
+            self.restart_agent(node)
+
+    def crash_agent(self, node: str) -> None:
+        """The agent process alone dies: its runs are killed, its server keeps serving."""
+        agent = self.agents.get(node)
+        if agent is not None and agent.active:
+            agent.kill()
+            self._trace(node, "agent_crash")
+
+    def restart_agent(self, node: str) -> None:
+        """A dead agent on a live server comes back, with its durable journal."""
+        agent = self.agents.get(node)
+        if self.cluster.nodes[node].alive and agent is not None and not agent.active:
+            self._start_agent(node)
+            self._trace(node, "agent_restart")
+
+    def agent_down(self, node: str) -> bool:
+        agent = self.agents.get(node)
+        return self.cluster.nodes[node].alive and agent is not None and not agent.active
+
+    def _trace(self, node: str, kind: str, **fields: Any) -> None:
+        clock = self.cluster.nodes[node].clock
+        self.cluster.trace.write(self.cluster.now, node, clock.local(self.cluster.now), kind,
+                                 fields)
 
     def send_to_leader(self, source: str, deliver: Deliver) -> None:
         """One request from `source` to the leader it believes in, over the network."""
@@ -249,6 +290,36 @@ class SchedulerWorld:
             for job in missing:
                 loop.planner.submit(partial(_put_job, job))
         self.cluster.call_at(self.cluster.now + self.options.submit_every_ms, self._submit_jobs)
+
+    # ---- the operator ---------------------------------------------------------------------------
+    def operate(self, op: str, job: dict[str, Any]) -> None:
+        """Queue an operator request (`put`, `delete`, `toggle`, `run_now`). Requests go out
+        one at a time, in order, to whoever leads, again every `submit_every_ms` until the
+        leader's replica shows the request done: every one is safe to repeat (an unchanged
+        put is a no-op, a toggle names its target state, a run-now carries an idempotency key,
+        a delete of a deleted job is rejected)."""
+        self._operations_made += 1
+        self._operations.append((op, dict(job), f"operator-{self._operations_made}"))
+        if not self._operator_armed:
+            self._operator_armed = True
+            self.cluster.call_at(self.cluster.now, self._operate)
+
+    @property
+    def operations_pending(self) -> int:
+        return len(self._operations)
+
+    def _operate(self) -> None:
+        leader = self.cluster.leader()
+        loop = self._current_loop(leader) if leader is not None else None
+        if loop is not None and not self.cluster.nodes[loop.node].paused:
+            while self._operations and _operation_done(loop.planner.state, *self._operations[0]):
+                self._operations.pop(0)
+            if self._operations:
+                loop.planner.submit(partial(_operation_command, *self._operations[0]))
+        if not self._operations:
+            self._operator_armed = False
+            return
+        self.cluster.call_at(self.cluster.now + self.options.submit_every_ms, self._operate)
 
     # ---- applies ----------------------------------------------------------------------------------
     def _on_apply(self, node_id: str, lifetime: int, entry: Entry, result: Any) -> None:
@@ -416,7 +487,10 @@ class SchedulerWorld:
                 continue
             if open_at is not None:
                 old = self._timelines[open_at]
-                until = job.anchor_ms if job is not None else state.retired.get(name, 0)
+                # a replaced definition is in force up to where the new one starts: the
+                # later of the put's time and the old cursor (a leader whose clock ran ahead
+                # may have fired the old definition past the put's time)
+                until = job.cursor_ms if job is not None else state.retired.get(name, 0)
                 self._timelines[open_at] = replace(old, until_ms=until)
                 del self._open_timeline[name]
             if job is not None:
@@ -470,6 +544,37 @@ class SchedulerWorld:
 
 def _put_job(job: dict[str, Any], now_ms: int) -> Command:
     return PutJob(now_ms=now_ms, job=job)
+
+
+def _operation_command(op: str, job: dict[str, Any], request: str, now_ms: int) -> Command:
+    name = str(job.get("name"))
+    if op == "put":
+        return PutJob(now_ms=now_ms, job=job)
+    if op == "delete":
+        return DeleteJob(now_ms=now_ms, name=name)
+    if op == "toggle":
+        return ToggleJob(now_ms=now_ms, name=name, disabled=bool(job.get("disabled")))
+    return RunNow(now_ms=now_ms, job=name, idempotency_key=request)
+
+
+def _operation_done(state: SchedulerState, op: str, job: dict[str, Any], request: str) -> bool:
+    """Has `state` (the leader's replica) taken the request, or would it reject it forever?"""
+    record = state.jobs.get(str(job.get("name")))
+    if op == "put":
+        try:
+            spec = JobSpec.from_json(job)
+        except JobValidationError:
+            return True
+        if spec.parent_job is not None and spec.parent_job not in state.jobs:
+            return True
+        return record is not None and record.spec == spec
+    if op == "delete":
+        return record is None or bool(state.children.get(record.spec.name))
+    if op == "toggle":
+        return record is None or (record.state == "disabled") == bool(job.get("disabled"))
+    # a run-now of a disabled job is rejected (docs/scheduler.md), and nothing queued behind
+    # it can enable the job first
+    return request in state.idempotency or record is None or record.state == "disabled"
 
 
 def _connected_groups(ids: list[str], blocked: set[tuple[str, str]]) -> list[list[str]]:
