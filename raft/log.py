@@ -54,7 +54,7 @@ class RaftLog:
 
     def slice(self, lo: int, hi: int, bytes_max: int | None = None) -> list[Entry]:
         """Entries in `[lo, hi)`; with `bytes_max`, at least one and as many as fit."""
-        assert self.snapshot_index < lo <= hi <= self.last_index + 1, f"bad slice [{lo}, {hi})"
+        assert self.snapshot_index < lo <= hi <= self.snapshot_index + len(self.entries) + 1, f"bad slice [{lo}, {hi})"
         chosen = self.entries[lo - self.snapshot_index - 1 : hi - self.snapshot_index - 1]
         return chosen if bytes_max is None else _limit_bytes(chosen, bytes_max)
 
@@ -120,14 +120,14 @@ class RaftLog:
         return conflict
 
     def append_new(self, entry: Entry) -> None:
-        assert entry.index == self.last_index + 1, f"leader appends {entry.index} after {self.last_index}"
+        assert entry.index == self.snapshot_index + len(self.entries) + 1, f"leader appends {entry.index} after {self.last_index}"
         self.entries.append(entry)
 
     def commit_to(self, index: int) -> bool:
         """Raise the commit index (never lower it); True when it moved."""
         if index <= self.committed:
             return False
-        assert index <= self.last_index, f"commit {index} beyond last index {self.last_index}"
+        assert index <= self.snapshot_index + len(self.entries), f"commit {index} beyond last index {self.last_index}"
         self.committed = index
         return True
 
