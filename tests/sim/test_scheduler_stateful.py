@@ -33,7 +33,7 @@ import tempfile
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -254,7 +254,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         violations = self.runner.cluster.observer.violations
         if violations:
             first = violations[0].to_json()
-            raise AssertionError(self.report(f"Raft safety: {first['kind']}: {first['detail']}"))
+            self.fail(f"Raft safety: {first['kind']}: {first['detail']}")
 
     @invariant()
     def exactly_once(self) -> None:
@@ -262,7 +262,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         violations = check_exactly_once(world.history.outcomes, world.history.finishes,
                                         world.ledger.events)
         if violations:
-            raise AssertionError(self.report(f"exactly-once: {violations[0].to_json()}"))
+            self.fail(f"exactly-once: {violations[0].to_json()}")
 
     def teardown(self) -> None:
         runner = getattr(self, "runner", None)
@@ -276,7 +276,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         while liveness["converged_after_ms"] is None and "failure" not in liveness:
             runner.advance(100)  # the phase polls itself; stop as soon as it has a verdict
         if liveness.get("failure"):
-            raise AssertionError(self.report(f"liveness (Raft): {liveness['failure']}"))
+            self.fail(f"liveness (Raft): {liveness['failure']}")
         settle_ms = 30_000.0  # the operator's requests land, then past the checkers' margin
         while self.world.operations_pending and settle_ms > 0:
             runner.advance(100)
@@ -287,7 +287,12 @@ class SchedulerMachine(RuleBasedStateMachine):
         if self.world.operations_pending:
             problems.append({"kind": "operator", "detail": "requests still pending after 30 s"})
         if problems:
-            raise AssertionError(self.report(f"exactly-once or liveness at teardown: {problems[0]}"))
+            self.fail(f"exactly-once or liveness at teardown: {problems[0]}")
+
+    def fail(self, problem: str) -> None:
+        """Every failure raises here, so Hypothesis sees one error to shrink, not one per
+        check that noticed it (a duplicate fire is seen by the invariant and the teardown)."""
+        raise AssertionError(self.report(problem))
 
     def report(self, problem: str) -> str:
         """The failure as a schedule `raftcron sim --replay` runs to this very point."""
@@ -304,7 +309,9 @@ _settings = settings(max_examples=4 * settings().max_examples, stateful_step_cou
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 if BUG is not None:  # hunting: keep going until the bug shows (the run then fails, as it should);
     # no example database, so every hunt starts from scratch and the timing means something
-    _settings = settings(_settings, max_examples=max(settings().max_examples, 5000), database=None)
+    # and no explain phase (it reruns the minimal example many times to print coverage)
+    _settings = settings(_settings, max_examples=max(settings().max_examples, 5000), database=None,
+                         phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink])
 SchedulerMachine.TestCase.settings = _settings
 TestSchedulerMachine = SchedulerMachine.TestCase
 
