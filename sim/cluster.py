@@ -372,8 +372,13 @@ class SimCluster:
 
     def _send(self, message: Message) -> None:
         heap, now = self._heap, self.now
+        delay = self.network.plain_delay(message.src, message.dst)
+        if delay is not None:  # `schedule`, inlined: once per message
+            self._seq += 1
+            heapq.heappush(heap, (now + delay, self._seq, DELIVER, message, None))
+            return
         for delay in self.network.deliveries(message.src, message.dst):
-            self._seq += 1  # `schedule`, inlined: once per message
+            self._seq += 1
             heapq.heappush(heap, (now + delay, self._seq, DELIVER, message, None))
 
     def _apply(self, node: SimNode, entry: Entry) -> None:

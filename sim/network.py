@@ -41,6 +41,18 @@ class Network:
         self.dropped_partition = 0
         self.duplicated = 0
 
+    def plain_delay(self, src: str, dst: str) -> float | None:
+        """The one delay of a message on a network with no loss, duplication or reordering
+        (the common case, one call per message), or None when `deliveries` must decide. Draws
+        exactly what `deliveries` would, so either path gives the same run."""
+        opts = self.options
+        if opts.loss_probability or opts.duplicate_probability or opts.reorder_probability:
+            return None
+        if (src, dst) in self.blocked:
+            return None
+        self.sent += 1
+        return self._rng.uniform(opts.latency_ms_min, opts.latency_ms_max)
+
     def deliveries(self, src: str, dst: str) -> list[float]:
         """Delays (ms) after which copies of one message arrive: none, one, or two."""
         self.sent += 1
