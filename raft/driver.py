@@ -1,6 +1,7 @@
 """`handle_ready`: the Ready contract in one function, shared by the simulator and the server.
 
-Steps (etcd-raft doc.go): 1. persist hard state, entries and snapshot in one synced write;
+Steps (etcd-raft doc.go): 1. persist hard state, entries and snapshot in one synced write
+(a Ready whose only news is a higher commit index has nothing to persist: see raft.ready);
 2. only then hand messages to the transport; 3. restore the snapshot, then apply committed
 entries in order; 4. `advance`. Nothing here knows whether the disk is LMDB or a list, or
 whether the network is simulated.

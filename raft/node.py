@@ -336,8 +336,8 @@ class RaftNode:
             self._msgs or self._events or self._read_states or self._replicate_pending
             or self._read_round_pending or self._pending_snapshot is not None or log.stable < log.last_index
             or log.applied < log.committed or self.term != persisted.term
-            or self.vote != persisted.vote or log.committed != persisted.commit
-        )
+            or self.vote != persisted.vote
+        )  # a commit index that alone moved is no reason for a Ready: it is volatile (Fig. 2)
 
     def ready(self) -> Ready:
         if self._read_round_pending and self.role is Role.LEADER:
@@ -346,12 +346,17 @@ class RaftNode:
             for peer in self._progress:
                 self._send_append(peer)
         self._replicate_pending = False
+        # The hard state goes out only when it must be synced anyway (term or vote moved, or
+        # entries or a snapshot are being saved), carrying the latest commit along: a commit
+        # index that alone moved is volatile (Figure 2; etcd's MustSync) and costs no fsync.
         persisted = self._persisted
+        entries = self._log.unstable()
         changed = (self.term != persisted.term or self.vote != persisted.vote
-                   or self._log.committed != persisted.commit)
+                   or ((entries or self._pending_snapshot is not None)
+                       and self._log.committed != persisted.commit))
         ready = Ready(
             hard_state=self._hard_state() if changed else None,
-            entries=self._log.unstable(),
+            entries=entries,
             snapshot=self._pending_snapshot,
             messages=self._msgs,
             committed_entries=self._log.next_committed(),

@@ -4,6 +4,14 @@ The contract (etcd-raft `doc.go`), which `raft.driver.handle_ready` implements o
 runtime: (1) save hard state, entries and snapshot to storage atomically and sync; (2) only
 then send `messages`; (3) restore `snapshot` into the state machine if there is one, then apply
 `committed_entries` in order; (4) call `node.advance(ready)`.
+
+`hard_state` is set only when something must be synced anyway: the term or vote changed, or
+entries or a snapshot are in this Ready. It always carries the node's latest commit index, but
+a commit index that alone moved hands out no hard state: in Raft it is volatile (Figure 2),
+etcd does not sync for it either (`MustSync`), and one fsync fewer per write is a third of the
+write path. So the stored commit may lag the real one after a crash: a restarted node replays
+only up to it and learns the rest from the leader, and an application that must tell replayed
+entries from new ones cannot use it as the boundary (the server uses the stored last index).
 """
 
 from __future__ import annotations
@@ -42,7 +50,8 @@ class Ready:
 
     @property
     def must_sync(self) -> bool:
-        """Entries, a snapshot, or a changed term/vote must hit the disk before messages go out."""
+        """Entries, a snapshot, or a changed term/vote must hit the disk before messages go out
+        (a hard state is handed out only then, so its presence means a sync)."""
         return bool(self.entries) or self.snapshot is not None or self.hard_state is not None
 
     def is_empty(self) -> bool:

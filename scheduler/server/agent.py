@@ -2,10 +2,15 @@
 
 Rules:
   1. Start only on a fresh, committed `Lease` for this node, seen in an entry applied after
-     start-up (`replay_until` = the commit index storage held at boot). Entries replayed from
-     the local log were seen by a previous life of this process, which may have started them:
-     they are never started again, so an attempt starts at most once (a crashed run's lease
-     expires and the planner names a new attempt).
+     start-up. Entries replayed from the local log may have been seen by a previous life of
+     this process, which may have started them: they are never started again, so an attempt
+     starts at most once (a crashed run's lease expires and the planner names a new attempt).
+     The boundary (`replay_until`) is the last index the log held at boot, not the stored
+     commit index: the commit index is volatile (Raft's Figure 2) and saved only along with
+     entries or a term/vote change, so it may lag what the previous life applied; the stored
+     log never does (an entry is saved before it can be applied, and applied entries are
+     never truncated). Entries of the log's tail that commit only after the restart are
+     treated as replay too: their leases expire and are retried, the price of at-most-once.
   2. Never start, and stop running, once this node's clock reads the lease's stop time
      (`LeasePolicy.stop_at_ms`): from then on the leader may expire it and retry elsewhere.
   3. A renewal is asked for every `renew_every_ms`; the renewed deadline arrives as a new
@@ -25,6 +30,7 @@ import httpx
 import trio
 
 from raft.messages import Entry
+from raft.storage import Storage
 from scheduler.commands import AttemptKey
 from scheduler.leases import LeasePolicy
 from scheduler.planner import AgentInfo
@@ -35,7 +41,7 @@ from scheduler.server.leader import wall_ms
 if TYPE_CHECKING:
     from scheduler.server.node import Server
 
-__all__ = ["AgentService", "report_body"]
+__all__ = ["AgentService", "replay_boundary", "report_body"]
 
 log = logging.getLogger("raftcron.agent")
 RUNS_MAX: Final = 256
@@ -82,6 +88,12 @@ async def join_cluster(server: Server, period_s: float = 1.0) -> None:
                     log.info("%s joined as a learner", options.node_id)
                     break
             await trio.sleep(period_s)
+
+
+def replay_boundary(storage: Storage) -> int:
+    """Rule 1's boundary: the last index the log holds at boot. Whatever a previous life
+    applied, it had saved first, so it lies at or below this (the stored commit may lag)."""
+    return max(storage.last_index(), storage.initial_state().commit)
 
 
 def report_body(node: str, info: AgentInfo, renew: list[AttemptKey],

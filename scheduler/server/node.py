@@ -36,7 +36,7 @@ from scheduler.leases import LeasePolicy
 from scheduler.machine import SchedulerStateMachine
 from scheduler.planner import AgentInfo, PlannerPolicy
 from scheduler.results import AttemptEnd, Result
-from scheduler.server.agent import AgentService, join_cluster
+from scheduler.server.agent import AgentService, join_cluster, replay_boundary
 from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
 from scheduler.server.members import MembersPart
@@ -156,7 +156,7 @@ class Server:
             policy = self.planner_policy()
             self.leader_service = LeaderService(self, policy) if options.voter else None
             self.agent_service = AgentService(self, policy.lease,
-                                              replay_until=storage.initial_state().commit)
+                                              replay_until=replay_boundary(storage))
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
                 await nursery.start(transport.run)

@@ -163,12 +163,13 @@ def test_stage_decomposition_adds_up(stages: dict[str, Any]) -> None:
 
 
 def test_the_costed_cluster_shows_the_disk_and_the_planner_period(stages: dict[str, Any]) -> None:
-    """At light load a commit needs the leader's synced save, then a follower's (save_us each,
-    plus two one-way latencies); an applied run waits for the next planner round (period
-    100 ms: about half of it on average)."""
+    """At light load a commit needs, after the proposing batch left the leader (its synced
+    save done), a follower's synced save (save_us) and two one-way latencies; the new commit
+    index alone costs no save (it is volatile, Figure 2). An applied run waits for the next
+    planner round (period 100 ms: about half of it on average)."""
     save_ms = stages["cost_model"]["save_us"] / 1000.0
     light = next(v for k, v in stages["stages"].items() if k.startswith("light"))["stages_ms"]["stages"]
-    assert light["propose → commit (replication)"]["p50"] >= 2 * save_ms
+    assert light["propose → commit (replication)"]["p50"] >= save_ms
     assert 20.0 <= light["apply → dispatch decision"]["mean"] <= 80.0
     assert light["apply → dispatch decision"]["max"] <= 100.0 + 2 * save_ms
     run = light["run"]

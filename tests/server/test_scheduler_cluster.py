@@ -1,5 +1,6 @@
 """The scheduler on real processes: ticks keep firing, exactly once each, across kill -9 of
-the leader; the job API and CLI round-trip."""
+the leader; a restarted server never starts again an attempt it started before the crash; the
+job API and CLI round-trip."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from raft.lmdb_storage import LmdbStorage
+from raft.messages import HardState
 from scheduler.server.client import ApiClient
 from scheduler.server.testing import ProcessCluster, poll
 
@@ -47,6 +50,41 @@ def test_ticks_keep_firing_once_each_when_the_leader_is_killed(cluster: ProcessC
     job = client.get("/v1/jobs/ticker")
     assert job["missed"] == 0
     client.close()
+
+
+def rewind_stored_commit(data_dir: Path, node_id: str) -> HardState:
+    """Set the stored commit index of a stopped server to 0, keeping term, vote and log: the
+    stalest a commit index can be on disk, since one that alone moved is never synced."""
+    with LmdbStorage.open(data_dir / "raft", cluster_id="raftcron", node_id=node_id) as storage:
+        hard = storage.initial_state()
+        assert storage.last_index() > 0
+        storage.save(HardState(term=hard.term, vote=hard.vote, commit=0), [], None)
+    return hard
+
+
+def test_a_restarted_server_does_not_start_again_an_attempt_it_ran_before_the_crash(tmp_path: Path) -> None:
+    """kill -9 while attempt 1 runs, with the stored commit index behind the lease that started
+    it. The restarted server replays that lease from its log: it must not start attempt 1 again
+    (at most once); the lease expires and the retry runs as attempt 2."""
+    out = tmp_path / "runs.txt"
+    lease = ("--lease-ms", "9000", "--clock-offset-ms", "500")  # a replayed lease is still fresh
+    with ProcessCluster.started(tmp_path / "one", 1, extra_args=lease) as cluster:
+        client = ApiClient(list(cluster.endpoints()), timeout_s=15)
+        command = f'echo "$RAFTCRON_JOB $RAFTCRON_TICK $RAFTCRON_ATTEMPT $RAFTCRON_NODE" >> {out}; sleep 2'
+        client.request("POST", "/v1/jobs", body={"name": "long", "schedule": "@manually", "retries": 1,
+                                                 "executor": "shell",
+                                                 "executor_config": {"shell": True, "command": command}})
+        client.request("POST", "/v1/jobs/long/run")
+        poll(lambda: tick_lines(out), timeout_s=15, what="attempt 1 to start")
+        client.close()
+        cluster.kill("n1", signal.SIGKILL)
+        rewind_stored_commit(cluster.node("n1").data_dir, "n1")
+        cluster.start("n1")
+        cluster.wait_leader()
+        poll(lambda: len(tick_lines(out)) >= 2, timeout_s=40,
+             what="a second run: attempt 2 once attempt 1's lease expired")
+        rows = tick_lines(out)
+        assert [attempt for _, _, attempt, _ in rows] == [1, 2], f"an attempt ran twice: {rows}"
 
 
 def test_the_job_api_and_cli_round_trip(cluster: ProcessCluster, tmp_path: Path) -> None:

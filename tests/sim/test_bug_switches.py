@@ -20,7 +20,7 @@ from sim.faults import FaultSchedule
 from sim.runner import Runner, SimOptions, run_simulation
 
 SEEDS: dict[str, list[int]] = {
-    "commit-old-term": [5, 22, 37],  # Figure 8: a leader counts replicas of an old-term entry
+    "commit-old-term": [10, 83, 84],  # Figure 8: a leader counts replicas of an old-term entry
     "forget-vote": [9, 17, 21],  # a restart forgets the vote: two leaders in one term
     "vote-any-log": [0, 1],  # votes without the up-to-date check: a leader lacks committed entries
     "no-truncate": [0, 2],  # a follower keeps a conflicting suffix: logs diverge
