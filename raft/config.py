@@ -37,9 +37,10 @@ class RaftConfig:
     # alike on every node. False lets a follower forget its lease promise when its leader's
     # connection closes, and the leader then never answers from a lease (docs/raft.md).
     lease_reads: bool = True
-    # `leader_connection_lost`: campaign after U(0, this) ms, at once (lease_reads off) or once
-    # the lease promise expires (on); None ignores the signal. The jitter keeps survivors that
-    # saw the same close at the same instant from splitting the vote.
+    # `leader_connection_lost`: the survivors campaign in turns of this many ms, by id (the k-th
+    # after k·J + U(0, J/2)), from the close (lease_reads off) or from the lease promise's
+    # expiry (on); None ignores the signal. Turns keep survivors that saw the same close at the
+    # same instant from splitting the vote; J must exceed a pre-vote round trip to help.
     leader_loss_jitter_ms: float | None = 30.0
     bugs: frozenset[str] = field(default_factory=frozenset)
 

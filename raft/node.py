@@ -267,24 +267,29 @@ class RaftNode:
     def leader_connection_lost(self, peer: str, now: float) -> None:
         """The driver saw a connection with `peer` close (EOF or reset: what the kernel does to
         the sockets of a killed process). If `peer` is our leader, do not wait out a randomized
-        election timeout: campaign after U(0, leader_loss_jitter_ms), counted from now when
-        lease reads are off (the lease promise is forgotten, so peers that saw the close grant
-        the pre-vote), else from the moment the promise expires (lease reads stay safe). A
-        close proves nothing: the leader may be alive (a reconnect, a one-way fault). It only
+        election timeout. Counting from now when lease reads are off (the lease promise is
+        forgotten, so peers that saw the close grant the pre-vote), else from the moment the
+        promise expires (lease reads stay safe), the survivors campaign in turn: the k-th
+        voter other than `peer`, by id, after k·J + U(0, J/2), J = leader_loss_jitter_ms. All
+        survivors read EOF at the same instant, so taking turns, not luck, keeps them from
+        splitting the vote, even when a loaded machine delays each by milliseconds.
+        A close proves nothing: the leader may be alive (a reconnect, a one-way fault). It only
         moves a timer; its next append cancels the campaign, a pre-vote still needs a quorum
         that lost the leader too, and safety never depended on timing (docs/raft.md)."""
         self._now = now
-        jitter_max = self.cfg.leader_loss_jitter_ms
-        if jitter_max is None or self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
+        jitter = self.cfg.leader_loss_jitter_ms
+        if jitter is None or self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
             return
         if self.cfg.lease_reads:
             start = max(now, self._leader_contact + self.cfg.election_timeout_ms_min)
         else:
             self._leader_contact = -math.inf  # the promise guards only against disruption here
             start = now
-        if self._election_deadline <= start + jitter_max:
-            return  # already due within the window (e.g. a second close of the same leader)
-        self._election_deadline = start + self._rng.uniform(0.0, jitter_max)
+        turn = sorted(v for v in self.config.voters if v != peer).index(self.id) if self.id in self.config.voters else 0
+        slot = start + turn * jitter
+        if self._election_deadline <= slot + jitter / 2:
+            return  # already due within our turn (e.g. a second close of the same leader)
+        self._election_deadline = slot + self._rng.uniform(0.0, jitter / 2)
         self._emit("leader_lost", leader=peer, campaign_at=round(self._election_deadline, 3),
                    lease_kept=self.cfg.lease_reads)
 
