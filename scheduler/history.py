@@ -14,7 +14,7 @@ vocabularies are stored inline, so correctness never depends on the vocabulary l
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 import msgpack
@@ -22,7 +22,7 @@ import msgpack
 from scheduler.results import Outcome
 
 __all__ = ["append_row", "decode_executions", "decode_outcomes", "encode_execution",
-           "encode_outcome"]
+           "encode_outcome", "execution_row", "outcome_row", "pack_rows"]
 
 _KINDS: Final = ("fired", "skipped", "missed")
 _REASONS: Final = ("", "late", "disabled", "overlap", "superseded")
@@ -36,17 +36,21 @@ _pack = msgpack.Packer(use_bin_type=True).pack
 
 
 def encode_outcome(outcome: Outcome, job: str) -> bytes:
-    """One row: [first, last - first, count, slots, code], or the texts inline when they are
-    not in the vocabulary (and the job name too if it is not the owner's)."""
+    return _pack(outcome_row(outcome, job))
+
+
+def outcome_row(outcome: Outcome, job: str) -> list[Any]:
+    """[first, last - first, count, slots, code], or the texts inline when they are not in
+    the vocabulary (and the job name too if it is not the owner's)."""
     o = outcome
     code = _OUTCOME_CODES.get((o.kind, o.reason, o.trigger))
     if code is not None and o.job == job:
-        return _pack([o.first_ms, o.last_ms - o.first_ms, o.count, o.slots, code])
+        return [o.first_ms, o.last_ms - o.first_ms, o.count, o.slots, code]
     row: list[Any] = [o.first_ms, o.last_ms - o.first_ms, o.count, o.slots, o.kind, o.reason,
                       o.trigger]
     if o.job != job:
         row.append(o.job)
-    return _pack(row)
+    return row
 
 
 def decode_outcomes(blob: bytes, job: str) -> list[Outcome]:
@@ -63,8 +67,24 @@ def decode_outcomes(blob: bytes, job: str) -> list[Outcome]:
 
 
 def encode_execution(tick: int, slot: int, state: str, attempts: int) -> bytes:
+    return _pack(execution_row(tick, slot, state, attempts))
+
+
+def execution_row(tick: int, slot: int, state: str, attempts: int) -> list[Any]:
     code = _EXECUTION_CODES.get(state)
-    return _pack([tick, slot, state if code is None else code, attempts])
+    return [tick, slot, state if code is None else code, attempts]
+
+
+def pack_rows(rows: Iterable[list[Any]], keep: int | None = None) -> tuple[bytes, int]:
+    """The history of the last `keep` rows (all if None), packed in one buffer (a restore
+    writes 100k histories: no short-lived bytes object per row between the long-lived ones)."""
+    kept = list(rows)
+    if keep is not None:
+        kept = kept[len(kept) - keep:] if len(kept) > keep else kept
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    for row in kept:
+        packer.pack(row)
+    return packer.bytes(), len(kept)
 
 
 def decode_executions(blob: bytes) -> list[list[Any]]:

@@ -26,6 +26,7 @@ import msgpack
 from scheduler.commands import AttemptKey, ExecKey
 from scheduler.history import (
     append_row, decode_executions, decode_outcomes, encode_execution, encode_outcome,
+    execution_row, outcome_row, pack_rows,
 )
 from scheduler.job import JobSpec
 from scheduler.results import Outcome
@@ -73,8 +74,8 @@ class JobRecord:
     @recent.setter
     def recent(self, outcomes: Iterable[Outcome]) -> None:
         name = self.spec.name
-        rows = [encode_outcome(outcome, name) for outcome in outcomes][-RECENT_MAX:]
-        self._recent, self._recent_count = b"".join(rows), len(rows)
+        self._recent, self._recent_count = pack_rows(
+            (outcome_row(outcome, name) for outcome in outcomes), RECENT_MAX)
 
     @property
     def recent_executions(self) -> list[list[Any]]:
@@ -83,8 +84,8 @@ class JobRecord:
 
     @recent_executions.setter
     def recent_executions(self, rows: Iterable[Sequence[Any]]) -> None:
-        packed = [encode_execution(*row) for row in rows]
-        self._executions, self._executions_count = b"".join(packed), len(packed)
+        self._executions, self._executions_count = pack_rows(
+            execution_row(*row) for row in rows)
 
     def note(self, outcome: Outcome) -> None:
         self._recent, self._recent_count = append_row(
