@@ -91,6 +91,10 @@ def job_specs(draw: st.DrawFn, name: str | None = None) -> dict[str, Any]:
     return job
 
 
+# For the hunt's figures: examples run so far in this process, and the first that failed.
+EXAMPLES = {"run": 0, "first_failure": 0}
+
+
 class SchedulerMachine(RuleBasedStateMachine):
     runner: Runner
     world: SchedulerWorld
@@ -102,6 +106,7 @@ class SchedulerMachine(RuleBasedStateMachine):
                              scheduler=WorldOptions(lease=lease),
                              bugs=frozenset({BUG}) if BUG else frozenset(),
                              schedule=FaultSchedule())
+        EXAMPLES["run"] += 1
         self.runner = Runner(options)
         world = self.runner.world
         assert world is not None
@@ -292,7 +297,9 @@ class SchedulerMachine(RuleBasedStateMachine):
     def fail(self, problem: str) -> None:
         """Every failure raises here, so Hypothesis sees one error to shrink, not one per
         check that noticed it (a duplicate fire is seen by the invariant and the teardown)."""
-        raise AssertionError(self.report(problem))
+        EXAMPLES["first_failure"] = EXAMPLES["first_failure"] or EXAMPLES["run"]
+        raise AssertionError(f"{self.report(problem)}\n(the first failure was example "
+                             f"{EXAMPLES['first_failure']} of this process)")
 
     def report(self, problem: str) -> str:
         """The failure as a schedule `raftcron sim --replay` runs to this very point."""
