@@ -285,7 +285,8 @@ class RaftNode:
         else:
             self._leader_contact = -math.inf  # the promise guards only against disruption here
             start = now
-        turn = sorted(v for v in self.config.voters if v != peer).index(self.id) if self.id in self.config.voters else 0
+        others = sorted(v for v in self.config.voters if v != peer)
+        turn = others.index(self.id) if self.id in others else 0
         slot = start + turn * jitter
         if self._election_deadline <= slot + jitter / 2:
             return  # already due within our turn (e.g. a second close of the same leader)

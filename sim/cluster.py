@@ -9,6 +9,7 @@ returned from); a pause freezes timers and queues arriving messages until resume
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import random
@@ -226,7 +227,7 @@ class SimCluster:
         for peer in self.ids:
             if peer != closed and self.nodes[peer].alive and self.network.connected(closed, peer):
                 at = self.now + self.net_rng.uniform(options.latency_ms_min, options.latency_ms_max)
-                self.call_at(max(at, last.get(peer, at)), lambda peer=peer: self.connection_closed(peer, closed))
+                self.call_at(max(at, last.get(peer, at)), functools.partial(self.connection_closed, peer, closed))
 
     def connection_closed(self, node_id: str, closed: str) -> None:
         """`node_id` reads EOF on its connection with `closed` (a crash, or a test's transient close)."""

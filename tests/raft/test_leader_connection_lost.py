@@ -11,6 +11,8 @@ the close keeps its promise, so a close with the leader alive cannot depose it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from harness import Network
 
@@ -21,7 +23,7 @@ from raft.progress import Role
 MIN, JITTER = 150.0, 30.0
 
 
-def settled(seed: int, **config: object) -> tuple[Network, str, list[str], int]:
+def settled(seed: int, **config: Any) -> tuple[Network, str, list[str], int]:
     """A 3-node cluster with a leader that just sent a heartbeat everyone received at `now`."""
     net = Network(3, seed=seed, **config)
     net.run(1000)

@@ -10,6 +10,7 @@ transport restart, a one-way fault) costs at most an election.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
@@ -146,7 +147,7 @@ def test_closes_while_the_leader_lives_never_hurt_safety(lease_reads: bool) -> N
             chosen = followers if rng.random() < 0.5 else [rng.choice(followers)]
             for follower in chosen:
                 cluster.call_at(cluster.now + rng.uniform(0.0, 1.0),
-                                lambda f=follower, lead=leader: cluster.connection_closed(f, lead))
+                                functools.partial(cluster.connection_closed, follower, leader))
             closes += 1
         cluster.run_until(cluster.now + 1000.0)
         assert cluster.observer.violations == [], cluster.observer.violations[:3]
