@@ -103,6 +103,19 @@ def _slot_setter(name: str) -> Callable[[Entry, Any], None]:
 
 
 _new = object.__new__
+
+
+def _slots_writable() -> bool:
+    """Whether entries can be built slot by slot: not when sim/native.py's compiled build made
+    Entry a native class (it refuses `object.__new__`); then the decoder calls Entry(...)."""
+    try:
+        _new(Entry)
+    except TypeError:
+        return False
+    return True
+
+
+_SLOTS_WRITABLE = _slots_writable()
 _set_term, _set_index, _set_kind, _set_data = (
     _slot_setter(name) for name in ("term", "index", "kind", "data"))
 
@@ -256,11 +269,14 @@ def _decode_entries(raw: tuple[Any, ...], prev_index: int, prev_term: int,
             if (type(term) is type(got_index) is type(kind) is int and type(data) is bytes
                     and got_index == index and term_min <= term <= term_max
                     and 0 <= kind < kinds_count):
-                entry = new(Entry)
-                set_term(entry, term)
-                set_index(entry, index)
-                set_kind(entry, kinds[kind])
-                set_data(entry, data)
+                if _SLOTS_WRITABLE:
+                    entry = new(Entry)
+                    set_term(entry, term)
+                    set_index(entry, index)
+                    set_kind(entry, kinds[kind])
+                    set_data(entry, data)
+                else:
+                    entry = Entry(term=term, index=index, kind=kinds[kind], data=data)
                 append(entry)
                 term_min = term
                 continue

@@ -500,7 +500,8 @@ class RaftNode:
         self._tick_leader(self._now)
 
     def _reset_election_deadline(self) -> None:
-        timeout = self._rng.uniform(self.cfg.election_timeout_ms_min, self.cfg.election_timeout_ms_max)
+        low, high = self.cfg.election_timeout_ms_min, self.cfg.election_timeout_ms_max
+        timeout = low + (high - low) * self._rng.random()  # Random.uniform's formula, minus a Python call
         self._election_deadline = self._now + timeout
 
     def _promotable(self) -> bool:
@@ -659,7 +660,7 @@ class RaftNode:
         self._leader_contact = self._now
         self._reset_election_deadline()
         meta = m.meta
-        reply = dict(src=self.id, dst=m.src, term=self.term, index=meta.index)
+        reply: dict[str, Any] = dict(src=self.id, dst=m.src, term=self.term, index=meta.index)
         if meta.index <= self._log.committed:
             self._send(InstallSnapshotResponse(**reply, next_offset=-1))
             return

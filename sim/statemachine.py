@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 
 class StateMachine(Protocol):
@@ -44,7 +44,8 @@ class KVStateMachine:
         return self.values.get(key)
 
     def snapshot(self) -> bytes:
-        return msgpack.packb([self.applied, sorted(self.values.items())])
+        data: bytes = msgpack.packb([self.applied, sorted(self.values.items())])
+        return data
 
     def restore(self, data: bytes) -> None:
         applied, items = msgpack.unpackb(data)

@@ -15,6 +15,12 @@ message count per simulated second as our idle cluster (checked: `messages` in b
 so the idle ratio reads "what all of Raft, the safety observer and the trace cost on top of
 plain event dispatch".
 
+The same two cluster scenarios also run on the mypyc-compiled build of the same sources
+(`sim/native.py`; built on first use, about a minute of gcc, cached by source digest) in a
+subprocess, as `idle_native` and `proposals_100_native`; their runs must give the same
+`trace_sha256` as the interpreted ones (checked here, every repeat). Without mypyc or a C
+compiler they are skipped with a note.
+
 The full Figure 16 reproduction (papers/raft_election/fig16.py, 11 configurations) is timed
 once per invocation (it is minutes long; `--quick` runs 3 trials per configuration).
 """
@@ -22,7 +28,10 @@ once per invocation (it is minutes long; `--quick` runs 3 trials per configurati
 from __future__ import annotations
 
 import importlib
+import json
 import random
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -49,8 +58,18 @@ def run(ctx: BenchContext) -> BenchResult:
     if jobs_side is None:
         result.notes.append("jobs_1000 not run: the simulator has no scheduler workload yet")
 
+    native_path = _native_build(ctx, result)
+
     def ours() -> Sample:
         sample = {"idle": _ours(idle_s, 0.0), "proposals_100": _ours(busy_s, 100.0)}
+        if native_path is not None:
+            native = _ours_native(native_path, idle_s, busy_s)
+            for name in ("idle", "proposals_100"):
+                trace = native[name].pop("trace_sha256")
+                assert trace == sample[name]["trace_sha256"], f"{name}: the compiled build ran another story"
+                sample[name + "_native"] = native[name]
+        for scenario in sample.values():
+            scenario.pop("trace_sha256", None)
         if jobs_side is not None:
             sample["jobs_1000"] = jobs_side(jobs_s)
         return sample
@@ -94,7 +113,46 @@ def _ours(seconds: float, rate: float) -> Sample:
         "messages_s": summary["messages_sent"] / wall,
         "messages": summary["messages_sent"],
         "commits": summary["commits"],
+        "trace_sha256": summary["trace_sha256"],  # compared with the compiled run, then dropped
     }
+
+
+def _native_build(ctx: BenchContext, result: BenchResult) -> Any:
+    """The compiled build's directory (built now if missing), or None with a note."""
+    try:
+        from sim import native
+
+        if ctx.quick and native.build_path() is None:
+            result.notes.append("compiled build skipped: --quick does not compile (python -m sim.native build)")
+            return None
+        ctx.say("compiled build (sim/native.py): " + ("cached" if native.build_path() else "building, ~1 min"))
+        path = native.build()
+    except Exception as error:  # noqa: BLE001 - no mypyc or no compiler: reported, never fatal
+        result.notes.append(f"compiled build skipped: {type(error).__name__}: {str(error)[:200]}")
+        return None
+    result.settings["native_modules"] = list(native.MODULES)
+    return path
+
+
+_NATIVE_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[3])  # before anything imports raft or sim
+import raft.node
+assert raft.node.__file__.endswith(".so"), raft.node.__file__
+from papers.perf.suite_sim import _ours
+idle, busy = float(sys.argv[1]), float(sys.argv[2])
+print(json.dumps({"idle": _ours(idle, 0.0), "proposals_100": _ours(busy, 100.0)}))
+"""
+
+
+def _ours_native(path: Any, idle_s: float, busy_s: float) -> dict[str, Sample]:
+    """`_ours` in a subprocess that imports `raft` and `sim` from the compiled build."""
+    from sim import native
+
+    done = subprocess.run([sys.executable, "-c", _NATIVE_CHILD, str(idle_s), str(busy_s), str(path)],
+                          capture_output=True, text=True, check=True, cwd=str(native.ROOT))
+    out: dict[str, Sample] = json.loads(done.stdout)
+    return out
 
 
 def _jobs_scenario() -> Any:
@@ -195,6 +253,12 @@ def _targets(result: BenchResult, ctx: BenchContext) -> None:
     result.targets.append(Target("idle: simulated s per wall s", ours["idle"]["sim_speedup"], 1000.0, ">="))
     result.targets.append(Target("100 proposals/s: simulated s per wall s",
                                  ours["proposals_100"]["sim_speedup"], 200.0, ">="))
+    if "idle_native" in ours:
+        note = "compiled build (sim/native.py), same traces"
+        result.targets.append(Target("idle, compiled: simulated s per wall s", ours["idle_native"]["sim_speedup"],
+                                     1000.0, ">=", note))
+        result.targets.append(Target("100 proposals/s, compiled: simulated s per wall s",
+                                     ours["proposals_100_native"]["sim_speedup"], 200.0, ">=", note))
     fig16 = ours.get("fig16")
     if fig16 is not None:
         note = "quick: 3 trials per configuration" if ctx.quick else ""

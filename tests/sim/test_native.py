@@ -1,0 +1,37 @@
+"""The compiled build (sim/native.py) runs the same stories as the interpreted sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from sim import native
+from sim.runner import SimOptions, run_simulation
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import raft.node, sim.cluster
+assert raft.node.__file__.endswith(".so") and sim.cluster.__file__.endswith(".so")
+from sim.runner import SimOptions, run_simulation
+runs = [run_simulation(SimOptions(seed=seed, seconds=8.0, faults=set(faults.split(",")) if faults else None))
+        for seed, faults in ((3, ""), (4, "crash,partition,pause,loss,dup,transfer"))]
+print(json.dumps([run["trace_sha256"] for run in runs]))
+"""
+
+
+def test_the_compiled_build_gives_the_same_trace_hashes() -> None:
+    path = native.build_path()
+    if path is None:
+        pytest.skip("no compiled build of these sources (python -m sim.native build)")
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+                          check=True, cwd=str(native.ROOT))
+    compiled = json.loads(done.stdout)
+    interpreted = [run_simulation(SimOptions(seed=3, seconds=8.0))["trace_sha256"],
+                   run_simulation(SimOptions(seed=4, seconds=8.0, faults=set(
+                       "crash,partition,pause,loss,dup,transfer".split(","))))["trace_sha256"]]
+    assert compiled == interpreted
+
