@@ -9,12 +9,15 @@ whether the network is simulated.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from raft.messages import Entry, Message, Snapshot
+from raft.messages import Entry, HardState, Message, Snapshot
 from raft.node import RaftNode
+from raft.progress import Role
 from raft.ready import Ready
 from raft.storage import Storage
+
+Save = Callable[[HardState | None, list[Entry], Snapshot | None], Awaitable[None]]
 
 
 def handle_ready(
@@ -29,6 +32,51 @@ def handle_ready(
         storage.save(ready.hard_state, ready.entries, ready.snapshot)
     for message in ready.messages:
         send(message)
+    if ready.snapshot is not None:
+        restore(ready.snapshot)
+    for entry in ready.committed_entries:
+        apply(entry)
+    node.advance(ready)
+    return ready
+
+
+def may_send_before_save(node: RaftNode, storage: Storage, ready: Ready) -> bool:
+    """Thesis §10.2.1: a leader may send its entries to followers while it writes them to its
+    own disk. Only a leader, and only when the save holds nothing else that a message could
+    reveal: no snapshot, no new term or vote (the commit index is volatile). The leader still
+    counts itself for a commit only once its save completed: the runtime steps no reply
+    before `advance`, and a reply can only ack entries sent in an earlier (saved) Ready."""
+    if node.role is not Role.LEADER or ready.snapshot is not None:
+        return False
+    hard = ready.hard_state
+    if hard is None:
+        return True
+    stored = storage.initial_state()
+    return hard.term == stored.term and hard.vote == stored.vote
+
+
+async def handle_ready_async(
+    node: RaftNode,
+    storage: Storage,
+    save: Save,
+    send: Callable[[Message], None],
+    apply: Callable[[Entry], None],
+    restore: Callable[[Snapshot], None],
+) -> Ready:
+    """`handle_ready` for a runtime whose save may wait (a worker thread): the same four steps,
+    except that a leader's messages may leave before its own save (`may_send_before_save`).
+    The caller must not step the node until this returns; proposals meanwhile are fine (they
+    are handed out by the next Ready)."""
+    ready = node.ready()
+    early = may_send_before_save(node, storage, ready)
+    if early:
+        for message in ready.messages:
+            send(message)
+    if ready.must_sync:
+        await save(ready.hard_state, ready.entries, ready.snapshot)
+    if not early:
+        for message in ready.messages:
+            send(message)
     if ready.snapshot is not None:
         restore(ready.snapshot)
     for entry in ready.committed_entries:

@@ -1,13 +1,19 @@
 """`RaftRuntime`: one real Raft node on trio, driving the sans-IO `RaftNode`.
 
 Rules:
-  1. One task owns the node. Other tasks (HTTP handlers, the transport) only append to bounded
-     queues, or call `RaftNode.propose` between two awaits of the owner (trio is cooperative,
-     so no call can interleave with the owner's Ready handling, which never awaits).
-  2. The Ready contract is `raft.driver.handle_ready`, the very function the simulator runs:
-     persist (one synced LMDB transaction), then send, then apply, then advance. The save
-     runs on the event loop on purpose: while it blocks, requests queue up, and the next
-     Ready persists them together (group commit) without a second copy of the contract.
+  1. One task owns the node: only it steps messages, ticks, and takes and advances Readys.
+     Other tasks (HTTP handlers, the transport) only append to bounded queues, or call
+     `propose`, `propose_config_change` or `transfer_leadership`, which append to the node's
+     log and outbox; that is safe even while the owner awaits a save (trio is cooperative,
+     and those calls touch nothing the Ready being handled holds: the next Ready hands them
+     out).
+  2. The Ready contract is `raft.driver.handle_ready_async`, the same four steps as the
+     simulator's `handle_ready`: persist (one synced LMDB transaction), then send, then apply,
+     then advance; but the save runs in a worker thread, and a leader sends its entries
+     before its own save (thesis §10.2.1, `may_send_before_save`), so the leader's fsync and
+     a follower's overlap instead of adding up. While the save waits, requests queue up and
+     other tasks may propose; the next Ready persists them together (group commit). The owner
+     steps no message until the Ready is advanced, so a reply never counts an unsaved entry.
   3. Time is `trio.current_time()` in milliseconds, handed to `tick`/`step`; the node never
      reads a clock. The loop sleeps until `next_deadline()` or until woken by input.
   4. A proposal is answered when the entry at its (index, term) is applied here: with the
@@ -33,13 +39,13 @@ from typing import Any, Protocol
 import trio
 
 from raft.config import RaftConfig
-from raft.driver import handle_ready
+from raft.driver import handle_ready_async
 from raft.errors import NotLeader, ProposalDropped, RaftError
-from raft.messages import Entry, EntryKind, Message, Snapshot
+from raft.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raft.node import ConfChange, RaftNode
 from raft.progress import Role
 from raft.ready import Ready, TraceEvent
-from raft.storage import Storage
+from raft.storage import MemoryStorage, Storage
 
 __all__ = ["ProposalTimeout", "RaftRuntime", "RuntimeOptions", "RuntimeStats", "StateMachine"]
 
@@ -67,6 +73,10 @@ class RuntimeOptions:
     reads_pending_max: int = 8192
     snapshot_entries: int = 10_000  # compact the log after this many applied entries
     ready_rounds_max: int = 64  # Readys handled per wake-up before timers get a turn
+    # Saves in a worker thread (Rule 2). None: unless the storage is a MemoryStorage, which
+    # never blocks (and is what tests run under trio's MockClock, whose autojump would move
+    # time while a thread works). False runs every save on the event loop.
+    save_in_thread: bool | None = None
 
 
 @dataclass(slots=True)
@@ -149,6 +159,8 @@ class RaftRuntime:
         self._send = send
         self._on_event = on_event
         self.appliers: list[Callable[[Entry, Any], None]] = []  # observers of every apply
+        self._save_in_thread = (options.save_in_thread if options.save_in_thread is not None
+                                else not isinstance(storage, MemoryStorage))
         snapshot = storage.snapshot()
         if snapshot is not None:
             machine.restore(snapshot.data)
@@ -257,7 +269,7 @@ class RaftRuntime:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Drive the node until cancelled: sleep until a deadline or input, then step, tick and
         handle Readys. The first pass replays committed entries from storage."""
-        self._process()
+        await self._process()
         task_status.started()
         while True:
             deadline_ms = self.node.next_deadline()
@@ -270,19 +282,29 @@ class RaftRuntime:
                 self.node.step(self._inbox.popleft(), now)
             self._issue_reads()
             self.node.tick(now)
-            self._process()
+            await self._process()
             await trio.sleep(0)  # a checkpoint even when input never stops arriving
 
-    def _process(self) -> None:
+    async def _process(self) -> None:
         for _ in range(self.options.ready_rounds_max):
             if not self.node.has_ready():
                 break
-            ready = handle_ready(self.node, self.storage, self._send, self._apply, self._restore)
+            ready = await handle_ready_async(self.node, self.storage, self._save, self._send,
+                                             self._apply, self._restore)
             self.stats.readys += 1
             self._after_ready(ready)
         else:
             self._wakeup.set()  # more to do: come back after other tasks had a turn
         self._maybe_compact()
+
+    async def _save(self, hard_state: HardState | None, entries: list[Entry],
+                    snapshot: Snapshot | None) -> None:
+        """The synced write, off the event loop: the transport and HTTP keep running (never
+        abandoned on cancellation: a save either completes or the process dies)."""
+        if self._save_in_thread:
+            await trio.to_thread.run_sync(self.storage.save, hard_state, entries, snapshot)
+        else:
+            self.storage.save(hard_state, entries, snapshot)
 
     def _apply(self, entry: Entry) -> None:
         if entry.kind is EntryKind.NORMAL:
