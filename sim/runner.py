@@ -512,6 +512,10 @@ class Runner:
             self._membership_pending = True
             cluster.call_at(cluster.now + 100.0, self._membership_retry)
 
+    def membership_pending(self) -> bool:
+        """A membership change asked for is not committed yet (the stateful test waits)."""
+        return bool(self._membership_goals)
+
     def _membership_retry(self) -> None:
         self._membership_pending = False
         self._drive_membership()
