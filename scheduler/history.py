@@ -36,7 +36,8 @@ _pack = msgpack.Packer(use_bin_type=True).pack
 
 
 def encode_outcome(outcome: Outcome, job: str) -> bytes:
-    return _pack(outcome_row(outcome, job))
+    row: bytes = _pack(outcome_row(outcome, job))
+    return row
 
 
 def outcome_row(outcome: Outcome, job: str) -> list[Any]:
@@ -67,7 +68,8 @@ def decode_outcomes(blob: bytes, job: str) -> list[Outcome]:
 
 
 def encode_execution(tick: int, slot: int, state: str, attempts: int) -> bytes:
-    return _pack(execution_row(tick, slot, state, attempts))
+    row: bytes = _pack(execution_row(tick, slot, state, attempts))
+    return row
 
 
 def execution_row(tick: int, slot: int, state: str, attempts: int) -> list[Any]:

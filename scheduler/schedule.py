@@ -629,8 +629,6 @@ def _parse_anchorless(spec: str, timezone: str) -> Schedule:
         if keyword == "@manually":
             return ManualSchedule(spec=keyword, timezone=timezone)
         return _parse_cron(DESCRIPTORS[keyword], timezone, zone, shown_as=keyword)
-    if keyword == "@every":
-        return _parse_every(spec, argument, timezone, anchor_ms)
     if keyword == "@at":
         return _parse_at(spec, argument, timezone, zone)
     known = " ".join([*DESCRIPTORS, "@every", "@at", "@manually"])
