@@ -51,7 +51,9 @@ if BUG is not None and BUG not in SCHEDULER_BUGS:
 
 NODES = [f"n{i}" for i in range(1, 6)]
 node_numbers = st.integers(0, len(NODES) - 1)
-targets = st.one_of(st.just("leader"), node_numbers)
+# "leader" is resolved when the action runs; "busy" (a node running an attempt now, as a
+# targeted nemesis picks its victim) is resolved by the machine, so the schedule names it.
+targets = st.one_of(st.just("leader"), st.just("busy"), node_numbers)
 NAMES = ("a", "b", "c")
 
 # A short lease (D = 2003 ms) makes lease expiries, and so retries, happen within a few rules;
@@ -120,7 +122,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         return NODES[number % len(NODES)]
 
     def target(self, choice: str | int) -> str:
+        if choice == "busy":
+            return self.busy()
         return choice if isinstance(choice, str) else self.name(choice)
+
+    def busy(self) -> str:
+        """The first node (by name) whose agent runs an attempt now; else the leader."""
+        running = sorted(node for node, agent in self.world.agents.items()
+                         if agent.active and any(run.state == "running" for run in agent.runs.values()))
+        return running[0] if running else "leader"
 
     def act(self, kind: str, **fields: Any) -> None:
         self.runner.act(FaultAction(at_ms=0.0, kind=kind, **fields))
@@ -215,7 +225,8 @@ class SchedulerMachine(RuleBasedStateMachine):
     @rule(who=targets, delta=st.integers(-4000, 4000))
     def jump_clock(self, who: str | int, delta: int) -> None:
         """Step a clock, clamped so that it stays within δ - margin of every other clock."""
-        node = self.runner.cluster.leader() if who == "leader" else self.target(who)
+        node = self.target(who)
+        node = self.runner.cluster.leader() if node == "leader" else node
         if node is None:
             return
         spread = self.world.lease.max_offset_ms - DRIFT_MARGIN_MS
