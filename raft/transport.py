@@ -236,6 +236,9 @@ class Transport:
         self._queues: dict[str, trio.MemorySendChannel[Message]] = {}
         self._nursery: trio.Nursery | None = None
         self._inbound = 0
+        # When each peer last opened a connection to us that delivered a message: it is up, so
+        # a sender backing off after failing to reach it retries at once (see `_sender`).
+        self._peer_up_at: dict[str, float] = {}
         self.bound_port: int | None = None
         # Fault injection for tests (jepsen_like's partition where network namespaces are
         # unavailable): messages to and from these peers are dropped as if the network lost them.
@@ -290,14 +293,18 @@ class Transport:
         messages are drained and dropped so that a reconnect never delivers stale ones."""
         stream: trio.SocketStream | None = None
         backoff_s = 0.05
-        retry_at = -math.inf
+        retry_at = failed_at = -math.inf
         try:
             async for message in queue:
                 batch = self._batch(message, queue)
-                if stream is None and trio.current_time() >= retry_at:
+                # A peer that connected to us since our last failure is up: do not sit out the
+                # backoff (up to a second of dropped messages, e.g. a vote in a failover).
+                if stream is None and (trio.current_time() >= retry_at
+                                       or self._peer_up_at.get(peer, -math.inf) >= failed_at):
                     stream = await self._connect(peer, self._peers[peer])
                     if stream is None:
-                        retry_at = trio.current_time() + backoff_s
+                        failed_at = trio.current_time()
+                        retry_at = failed_at + backoff_s
                         backoff_s = min(backoff_s * 2, self.options.reconnect_backoff_s_max)
                     else:
                         backoff_s = 0.05
@@ -402,6 +409,7 @@ class Transport:
                 label, delivered = self._receive_body(body, label)
                 if delivered and not sender:
                     sender.append(label)
+                    self._peer_up_at[label] = trio.current_time()
 
     def _receive_body(self, body: bytes, label: str) -> tuple[str, bool]:
         """Open, decode and deliver one frame; returns the label to blame for the next error

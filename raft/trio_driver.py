@@ -165,7 +165,7 @@ class RaftRuntime:
         if snapshot is not None:
             machine.restore(snapshot.data)
         self.node = RaftNode(config, storage, rng or random.Random(), now_ms())
-        self._inbox: deque[Message] = deque()
+        self._inbox: deque[Message | str] = deque()  # a str: that peer's connection closed
         self._wakeup = trio.Event()
         self._proposals: dict[int, tuple[int, _Waiter]] = {}
         self._reads = _Reads()
@@ -184,13 +184,14 @@ class RaftRuntime:
         self._wakeup.set()
 
     def connection_lost(self, peer: str) -> None:
-        """The transport saw `peer` end its connection (EOF or reset). Messages it delivered
-        before are stepped first, so a heartbeat still queued cannot cancel what the core
-        decides (it acts only if `peer` is its leader: `RaftNode.leader_connection_lost`)."""
-        now = now_ms()
-        for _ in range(len(self._inbox)):
-            self.node.step(self._inbox.popleft(), now)
-        self.node.leader_connection_lost(peer, now)
+        """The transport saw `peer` end its connection (EOF or reset). Queued in order with
+        the messages, so a heartbeat the peer sent before cannot be stepped after it and cancel
+        what the core decides (`RaftNode.leader_connection_lost`, which acts only if `peer` is
+        its leader); and only the owner touches the node, never while a save is in flight."""
+        if len(self._inbox) >= self.options.inbox_capacity:
+            self.stats.inbox_dropped += 1  # costs only the early election
+            return
+        self._inbox.append(peer)
         self._wakeup.set()
 
     async def propose(self, data: bytes, *, timeout_s: float) -> Any:
@@ -279,7 +280,11 @@ class RaftRuntime:
             self._wakeup = trio.Event()
             now = now_ms()
             for _ in range(len(self._inbox)):  # bounded by the inbox capacity
-                self.node.step(self._inbox.popleft(), now)
+                item = self._inbox.popleft()
+                if isinstance(item, str):
+                    self.node.leader_connection_lost(item, now)
+                else:
+                    self.node.step(item, now)
             self._issue_reads()
             self.node.tick(now)
             await self._process()
