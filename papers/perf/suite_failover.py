@@ -1,7 +1,9 @@
 """`raftcron bench failover`: kill -9 of the leader to the next committed write.
 
-One trial: start a fresh 3-server cluster, wait for a leader and one committed write, SIGKILL
-the leader's process, and measure until a write is acknowledged again. Trials of the three
+One trial: start a fresh 3-server cluster, wait for a leader, one committed write and every
+server up and following that leader (under load a third server may still be starting when the
+first two elect: killing the leader then measures a boot, not a failover), SIGKILL the
+leader's process, and measure until a write is acknowledged again. Trials of the three
 systems alternate (ours, PySyncObj, etcd, then reversed), 20 per system by default (`--quick`:
 2); the result gives `median_ms`, `p90_ms` and `max_ms` over all trials of each side.
 
@@ -153,6 +155,8 @@ def _ours_trial() -> dict[str, float]:
             old_term = int(status["term"]) if status else 0
             survivors = [i for i in cluster.ids if i != leader]
             write_until_acknowledged([cluster.url(leader)], request, time.perf_counter())
+            _wait(lambda: all((s := cluster.status(i)) is not None and s["leader"] == leader
+                              for i in survivors), "every survivor up and following the leader")
             started = time.perf_counter()
             cluster.kill(leader, signal.SIGKILL)
             ms = write_until_acknowledged([cluster.url(i) for i in survivors], request, started)
@@ -184,6 +188,8 @@ def _etcd_trial(etcd: str) -> float:
         leader = cluster.wait_leader()
         survivors = [cluster.url(n) for n in cluster.names if n != leader]
         write_until_acknowledged([cluster.url(leader)], request, time.perf_counter())
+        _wait(lambda: all((s := cluster.status(n)) is not None and s.get("leader") for n in cluster.names),
+              "every etcd member up and knowing the leader")
         started = time.perf_counter()
         cluster.kill(leader)
         return write_until_acknowledged(survivors, request, started)
