@@ -37,13 +37,16 @@ class Entry:
             raise ValueError(f"entry needs term >= 1 and index >= 1, got {self.term}/{self.index}")
 
 
-@dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
+@dataclass(slots=True, kw_only=True, unsafe_hash=True, init=False)  # immutable by convention
 class HardState:
     """What must survive a crash: "Updated on stable storage before responding to RPCs" (Fig. 2)."""
 
     term: int = 0
     vote: str | None = None
     commit: int = 0
+
+    def __init__(self, *, term: int = 0, vote: str | None = None, commit: int = 0) -> None:
+        self.term, self.vote, self.commit = term, vote, commit  # written out: see _HOT_INIT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +79,10 @@ class Snapshot:
 
 
 # ---- messages -------------------------------------------------------------------------------
+# _HOT_INIT: the three classes built most often (two per message pair, one hard state per
+# Ready) write their `__init__` out (`init=False`): mypyc compiles a written-out `__init__`,
+# never a dataclass-generated one (sim/native.py). tests/raft/test_messages_init.py checks
+# that each sets every field, so a field added here cannot be forgotten there.
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class RequestVote:
@@ -114,6 +121,12 @@ class AppendEntries:
     commit: int
     read_context: int = 0
 
+    def __init__(self, *, src: str, dst: str, term: int, prev_log_index: int, prev_log_term: int,
+                 entries: tuple[Entry, ...], commit: int, read_context: int = 0) -> None:
+        self.src, self.dst, self.term = src, dst, term  # written out: see _HOT_INIT
+        self.prev_log_index, self.prev_log_term, self.entries = prev_log_index, prev_log_term, entries
+        self.commit, self.read_context = commit, read_context
+
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
 class AppendEntriesResponse:
@@ -129,6 +142,13 @@ class AppendEntriesResponse:
     conflict_index: int = 0
     conflict_term: int = 0
     read_context: int = 0
+
+    def __init__(self, *, src: str, dst: str, term: int, success: bool, match_index: int = 0,
+                 reject_index: int = 0, conflict_index: int = 0, conflict_term: int = 0,
+                 read_context: int = 0) -> None:
+        self.src, self.dst, self.term, self.success = src, dst, term, success  # see _HOT_INIT
+        self.match_index, self.reject_index = match_index, reject_index
+        self.conflict_index, self.conflict_term, self.read_context = conflict_index, conflict_term, read_context
 
 
 @dataclass(slots=True, kw_only=True, unsafe_hash=True)  # immutable by convention
