@@ -51,8 +51,8 @@ if BUG is not None and BUG not in SCHEDULER_BUGS:
 
 NODES = [f"n{i}" for i in range(1, 6)]
 node_numbers = st.integers(0, len(NODES) - 1)
-# "leader" is resolved when the action runs; "busy" (a node running an attempt now, as a
-# targeted nemesis picks its victim) is resolved by the machine, so the schedule names it.
+# "leader" is resolved when the action runs; "busy" (the node running the longest attempt, as
+# a targeted nemesis picks its victim) is resolved by the machine, so the schedule names it.
 targets = st.one_of(st.just("leader"), st.just("busy"), node_numbers)
 NAMES = ("a", "b", "c")
 
@@ -127,10 +127,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         return choice if isinstance(choice, str) else self.name(choice)
 
     def busy(self) -> str:
-        """The first node (by name) whose agent runs an attempt now; else the leader."""
-        running = sorted(node for node, agent in self.world.agents.items()
-                         if agent.active and any(run.state == "running" for run in agent.runs.values()))
-        return running[0] if running else "leader"
+        """The node whose running attempt will run longest (the simulator knows: a nemesis
+        with an oracle aims at the run most likely to outlive its lease); else the leader."""
+        running = [(run.end_true_ms, node) for node, agent in sorted(self.world.agents.items())
+                   if agent.active for run in agent.runs.values() if run.state == "running"]
+        return max(running)[1] if running else "leader"
 
     def act(self, kind: str, **fields: Any) -> None:
         self.runner.act(FaultAction(at_ms=0.0, kind=kind, **fields))
