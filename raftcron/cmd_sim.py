@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
         if len(seeds) > 1 and not args.json:
             print(f"seed {seed}: {_verdict(summary)}", flush=True)
         if code:
-            if not args.replay:  # a replay's own command line is already the exact reproduction
+            if not args.replay:  # a replay prints its own command line as the exact reproduction
                 print(f"reproduce: {reproduce_command(args, seed)}", file=sys.stderr)
             if summary.get("replay_command"):
                 print(f"reproduce exactly: {summary['replay_command']}", file=sys.stderr)
@@ -279,8 +279,9 @@ def _run_one(args: argparse.Namespace, seed: int, *, show_progress: bool) -> tup
                 runner.workload.history.dump(args.history)
             if _exit_code(summary):
                 summary["schedule_file"] = args.replay or _save_failing_schedule(args, runner, seed)
-                summary["replay_command"] = (reproduce_command(args, seed) if args.replay
-                                             else f"raftcron sim --replay {summary['schedule_file']}")
+                self_contained = options.schedule is not None and options.schedule.options is not None
+                summary["replay_command"] = (reproduce_command(args, seed, self_contained=self_contained)
+                                             if args.replay else f"raftcron sim --replay {summary['schedule_file']}")
             if args.plot:
                 from raftcron.cmd_plot import plot_run
 
@@ -371,8 +372,10 @@ class _progress:
             self._progress.stop()
 
 
-def reproduce_command(args: argparse.Namespace, seed: int) -> str:
-    if args.replay:  # a replay reproduces itself; only --bug can differ from the file
+def reproduce_command(args: argparse.Namespace, seed: int, *, self_contained: bool = False) -> str:
+    """The command line that runs this seed again. A self-contained schedule names its own run,
+    so only --bug can differ from the file; a bare one (actions only) needs every flag."""
+    if args.replay and self_contained:
         return " ".join(["raftcron sim", f"--replay {args.replay}", *(f"--bug {bug}" for bug in args.bug)])
     parts = ["raftcron sim", f"--seed {seed}", f"--nodes {args.nodes}", f"--seconds {args.seconds:g}"]
     if args.faults is not None:
