@@ -286,8 +286,8 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         runner = getattr(self, "runner", None)
-        if runner is None or runner.cluster.observer.violations:
-            return
+        if runner is None or getattr(self, "failed", False) or runner.cluster.observer.violations:
+            return  # an invariant failed already: one error per example, not a second one
         for node in self.agents_down():
             self.act("agent_restart", node=node)
         self.act("core", sides=[list(NODES)], value=liveness_bound_ms(runner.options))
@@ -313,6 +313,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         """Every failure raises here, so Hypothesis sees one error to shrink, not one per
         check that noticed it (a duplicate fire is seen by the invariant and the teardown)."""
         EXAMPLES["first_failure"] = EXAMPLES["first_failure"] or EXAMPLES["run"]
+        self.failed = True
         raise AssertionError(f"{self.report(problem)}\n(the first failure was example "
                              f"{EXAMPLES['first_failure']} of this process)")
 
