@@ -4,8 +4,15 @@ Layout (one environment, four named databases; `docs/storage.md` has the full pi
   meta  b"format" -> b"1", b"cluster_id" -> utf-8, b"node_id" -> utf-8
   hard  b"state"  -> sealed [term, vote, commit]
   log   8-byte big-endian index -> sealed [term, index, kind, data]  (so keys sort by index)
-  snap  b"meta" -> sealed [index, term, voters, learners], b"data" -> sealed snapshot bytes
+  snap  b"meta" -> sealed [index, term, voters, learners], b"file" -> sealed [name, size, crc32]
 "Sealed" means a 4-byte big-endian CRC32 of the payload, then the payload (raft.codec's msgpack).
+The snapshot bytes live in their own file next to data.mdb (`snap-<index>-<term>-<crc>.snap`,
+like etcd's .snap files), written with fsync + rename + directory fsync *before* the LMDB
+transaction that names it commits; files LMDB does not name are leftovers of a crash and are
+removed on open. Why a file: read() leaves the bytes in the page cache, not in the process's
+RSS as LMDB's map would (a 200 MB snapshot read once kept 200 MB resident), and nothing keeps
+the bytes after a read: the core asks for chunks (`snapshot_chunk`), the driver for the whole
+snapshot once at start-up. Format 1 kept the bytes in LMDB (`b"data"`); open migrates it.
 
 Why it is safe: every `save()` and `compact()` is one LMDB write transaction, and with
 `sync=True` (the default) LMDB fsyncs before the commit returns. So after a crash the
@@ -20,6 +27,7 @@ so `term()` at the edges, `first_index()` and `last_index()` never touch the dis
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import tempfile
@@ -30,6 +38,7 @@ from types import TracebackType
 from typing import Final
 
 import lmdb
+import msgpack
 
 from raft.codec import (
     decode_entry,
@@ -45,11 +54,15 @@ from raft.storage import entry_size
 
 __all__ = ["FORMAT_VERSION", "MAP_SIZE_DEFAULT", "LmdbStorage"]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+_FORMATS_READ: Final = (b"1", b"2")  # 1: snapshot bytes inside LMDB, migrated on open
 MAP_SIZE_DEFAULT: Final = 1 << 30  # LMDB maps the file sparsely: this is a ceiling, not a cost
 _DATABASES: Final = (b"meta", b"hard", b"log", b"snap")
 _KEY_FORMAT, _KEY_CLUSTER, _KEY_NODE = b"format", b"cluster_id", b"node_id"
 _KEY_HARD, _KEY_SNAP_META, _KEY_SNAP_DATA = b"state", b"meta", b"data"
+_KEY_SNAP_FILE = b"file"
+_SNAP_PREFIX, _SNAP_SUFFIX, _TMP_PREFIX = "snap-", ".snap", ".snap-new-"
+_READ_BLOCK: Final = 1 << 20  # streaming CRC checks read this much at a time
 _CRC_BYTES: Final = 4
 _Raw = bytes | memoryview | None  # what lmdb hands back (always bytes here: buffers=False)
 
@@ -60,6 +73,19 @@ def _key(index: int) -> bytes:
 
 def _seal(payload: bytes) -> bytes:
     return zlib.crc32(payload).to_bytes(_CRC_BYTES, "big") + payload
+
+
+@dataclass(frozen=True, slots=True)
+class _SnapFile:
+    """Where the snapshot bytes are: a file name in the storage directory, its size and CRC32."""
+
+    name: str
+    size: int
+    crc: int
+
+    def encode(self) -> bytes:
+        packed: bytes = msgpack.packb([self.name, self.size, self.crc])
+        return packed
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,17 +107,21 @@ class LmdbStorage:
     """Durable `Storage`. Build it with `LmdbStorage.open(...)`; one instance per directory
     per process (LMDB forbids opening one environment twice in a process)."""
 
-    def __init__(self, env: lmdb.Environment, path: str, map_size: int) -> None:
+    def __init__(self, env: lmdb.Environment, path: str, map_size: int, sync: bool = True) -> None:
         """Private: use `open()`, which checks the directory belongs to this node."""
         self._env: lmdb.Environment | None = env
         self._path = path
         self._map_size = map_size
+        self._sync = sync
         self._meta_db, self._hard_db, self._log_db, self._snap_db = (
             env.open_db(name, create=False) for name in _DATABASES)
         self._hard_state = HardState()
         self._bounds = _Bounds(0, 0, 0, 0)
         self._snapshot_meta: SnapshotMeta | None = None
-        self._snapshot_cache: Snapshot | None = None  # loaded on first `snapshot()`
+        self._snap_file: _SnapFile | None = None  # set with _snapshot_meta (format 2)
+        # CRC32 of each prefix [0, end) of the snapshot file that chunk reads reached, so a
+        # transfer checks the whole file before its last chunk leaves (reset per snapshot).
+        self._prefix_crcs: dict[int, int] = {0: 0}
         self.saves = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -109,9 +139,11 @@ class LmdbStorage:
         env = _open_environment(path, map_size, sync)
         try:
             _check_databases(env, path)
-            storage = cls(env, path, map_size)
+            storage = cls(env, path, map_size, sync)
             storage._check_meta(cluster_id, node_id)
             storage._load()
+            storage._migrate_format_1()
+            storage._remove_orphans()
         except lmdb.Error as exc:
             env.close()
             raise StorageError(f"cannot read raftcron storage at {path}: {exc}") from exc
@@ -184,18 +216,72 @@ class LmdbStorage:
         assert result[0].index == lo
         return result
 
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snapshot_meta
+
     def snapshot(self) -> Snapshot | None:
+        """The whole snapshot, read from its file and checked (size, CRC) on every call: it is
+        never cached, so call it once (the driver, at start-up) and let it go."""
         if self._snapshot_meta is None:
             return None
-        if self._snapshot_cache is None:
-            with self._transaction("read snapshot", write=False) as txn:
-                meta = self._read_snapshot_meta(txn)
-                data = self._unseal(txn.get(_KEY_SNAP_DATA, db=self._snap_db), "snapshot data")
-            if meta != self._snapshot_meta:
-                raise StorageError(f"snapshot meta on disk {meta} differs from the one loaded "
-                                   f"{self._snapshot_meta} in {self._path}")
-            self._snapshot_cache = Snapshot(meta=meta, data=data)
-        return self._snapshot_cache
+        file = self._snap_file
+        assert file is not None, "format 2 storage has a snapshot file for its snapshot meta"
+        try:
+            with open(os.path.join(self._path, file.name), "rb") as handle:
+                data = handle.read(file.size + 1)
+        except OSError as exc:
+            raise StorageError(f"cannot read snapshot file {file.name} in {self._path}: "
+                               f"{exc}") from exc
+        if len(data) != file.size or zlib.crc32(data) != file.crc:
+            raise StorageError(f"corrupt snapshot data in {self._path}: {file.name} has "
+                               f"{len(data)} bytes, expected {file.size}, or a checksum mismatch")
+        return Snapshot(meta=self._snapshot_meta, data=data)
+
+    def snapshot_chunk(self, offset: int, size: int) -> tuple[bytes, bool]:
+        """`snapshot().data[offset:offset + size]` and whether it reaches the end, read from
+        the file alone. The CRC is checked across chunks: before the last chunk is returned the
+        whole file must match, so a follower never completes a corrupt snapshot."""
+        file = self._snap_file
+        assert self._snapshot_meta is not None and file is not None, "no snapshot to send"
+        assert offset >= 0 and size > 0
+        offset = min(offset, file.size)
+        path = os.path.join(self._path, file.name)
+        try:
+            with open(path, "rb") as handle:
+                crc = self._prefix_crc(handle, offset)
+                handle.seek(offset)
+                chunk = handle.read(min(size, file.size - offset))
+        except OSError as exc:
+            raise StorageError(f"cannot read snapshot file {file.name} in {self._path}: "
+                               f"{exc}") from exc
+        if len(chunk) != min(size, file.size - offset):
+            raise StorageError(f"corrupt snapshot data in {self._path}: {file.name} is "
+                               f"truncated at {offset + len(chunk)} of {file.size} bytes")
+        end = offset + len(chunk)
+        crc = zlib.crc32(chunk, crc)
+        self._prefix_crcs[end] = crc
+        done = end >= file.size
+        if done and crc != file.crc:
+            raise StorageError(f"corrupt snapshot data in {self._path}: {file.name} checksum "
+                               f"mismatch")
+        return chunk, done
+
+    def _prefix_crc(self, handle: io.BufferedReader, offset: int) -> int:
+        """CRC32 of the file's first `offset` bytes, from the nearest prefix already known."""
+        known = self._prefix_crcs.get(offset)
+        if known is not None:
+            return known
+        start = max(end for end in self._prefix_crcs if end <= offset)
+        crc = self._prefix_crcs[start]
+        handle.seek(start)
+        while start < offset:
+            block = handle.read(min(_READ_BLOCK, offset - start))
+            if not block:
+                raise StorageError(f"corrupt snapshot data in {self._path}: snapshot file is "
+                                   f"truncated at {start} bytes")
+            crc, start = zlib.crc32(block, crc), start + len(block)
+        self._prefix_crcs[offset] = crc
+        return crc
 
     # ---- writes (the driver's side of the Ready contract) -----------------------------------
     def save(self, hard_state: HardState | None, entries: Sequence[Entry],
@@ -204,16 +290,17 @@ class LmdbStorage:
         matching suffix, Fig. 13 rule 6), then the entries (replacing any conflicting suffix),
         then the hard state. The caches change only after the commit succeeded."""
         bounds = self._bounds
-        with self._transaction("save", write=True) as txn:
-            if snapshot is not None:
-                bounds = self._install(txn, bounds, snapshot)
+        file = self._write_snapshot_file(snapshot) if snapshot is not None else None
+        with self._discarding_on_error(file), self._transaction("save", write=True) as txn:
+            if snapshot is not None and file is not None:
+                bounds = self._install(txn, bounds, snapshot, file)
             if entries:
                 bounds = self._append(txn, bounds, entries)
             if hard_state is not None:
                 txn.put(_KEY_HARD, _seal(encode_hard_state(hard_state)), db=self._hard_db)
         self._bounds = bounds
-        if snapshot is not None:
-            self._snapshot_meta, self._snapshot_cache = snapshot.meta, snapshot
+        if snapshot is not None and file is not None:
+            self._replaced_snapshot(snapshot.meta, file)
         if hard_state is not None:
             self._hard_state = hard_state
         self.saves += 1
@@ -226,19 +313,73 @@ class LmdbStorage:
         if index <= bounds.snapshot_index:
             return
         assert snapshot.meta.term == self.term(index), "snapshot term differs from the log's"
-        with self._transaction("compact", write=True) as txn:
+        file = self._write_snapshot_file(snapshot)
+        with self._discarding_on_error(file), self._transaction("compact", write=True) as txn:
             self._delete_prefix(txn, bounds, index)
-            self._put_snapshot(txn, snapshot)
+            self._put_snapshot(txn, snapshot.meta, file)
         last_term = bounds.last_term if bounds.last_index > index else snapshot.meta.term
         self._bounds = _Bounds(index, snapshot.meta.term, bounds.last_index, last_term)
-        self._snapshot_meta, self._snapshot_cache = snapshot.meta, snapshot
+        self._replaced_snapshot(snapshot.meta, file)
+
+    # ---- the snapshot file -------------------------------------------------------------------
+    def _write_snapshot_file(self, snapshot: Snapshot) -> _SnapFile:
+        """Write the bytes to a new file, durably, before any LMDB transaction names it: a
+        temporary file, fsync, rename, fsync of the directory (skipped with sync=False). A crash
+        in between leaves a file nothing names, which the next open removes."""
+        if self._env is None:
+            raise StorageError(f"save: storage at {self._path} is closed")
+        data, meta = snapshot.data, snapshot.meta
+        crc = zlib.crc32(data)
+        file = _SnapFile(f"{_SNAP_PREFIX}{meta.index:016x}-{meta.term:016x}-{crc:08x}{_SNAP_SUFFIX}",
+                         len(data), crc)
+        temporary = ""
+        try:
+            descriptor, temporary = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self._path)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                if self._sync:
+                    os.fsync(handle.fileno())
+            os.replace(temporary, os.path.join(self._path, file.name))
+            temporary = ""
+            if self._sync:
+                _fsync_directory(self._path)
+        except OSError as exc:
+            raise StorageError(f"cannot write snapshot file {file.name} in {self._path}: "
+                               f"{exc}") from exc
+        finally:
+            if temporary:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
+        return file
+
+    @contextlib.contextmanager
+    def _discarding_on_error(self, file: _SnapFile | None) -> Iterator[None]:
+        """Remove a just-written snapshot file when its transaction fails (unless the current
+        snapshot is that very file): the disk stays as it was, minus nothing."""
+        try:
+            yield
+        except BaseException:
+            if file is not None and (self._snap_file is None or file.name != self._snap_file.name):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._path, file.name))
+            raise
+
+    def _replaced_snapshot(self, meta: SnapshotMeta, file: _SnapFile) -> None:
+        """After the commit: point the caches at the new snapshot and remove the old file."""
+        old = self._snap_file
+        self._snapshot_meta, self._snap_file, self._prefix_crcs = meta, file, {0: 0}
+        if old is not None and old.name != file.name:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._path, old.name))
 
     # ---- write helpers (inside one transaction; they return the new bounds) -----------------
-    def _install(self, txn: lmdb.Transaction, bounds: _Bounds, snapshot: Snapshot) -> _Bounds:
+    def _install(self, txn: lmdb.Transaction, bounds: _Bounds, snapshot: Snapshot,
+                 file: _SnapFile) -> _Bounds:
         meta = snapshot.meta
         keep = (bounds.snapshot_index < meta.index <= bounds.last_index
                 and self._term_in(txn, bounds, meta.index) == meta.term)
-        self._put_snapshot(txn, snapshot)
+        self._put_snapshot(txn, meta, file)
         if keep:  # Fig. 13 rule 6: "retain log entries following it"
             self._delete_prefix(txn, bounds, meta.index)
             return _Bounds(meta.index, meta.term, bounds.last_index,
@@ -279,9 +420,11 @@ class LmdbStorage:
             raise StorageError(f"log in {self._path} is not contiguous: compacting to {index} "
                                f"deleted {deleted} of {expected} entries")
 
-    def _put_snapshot(self, txn: lmdb.Transaction, snapshot: Snapshot) -> None:
-        txn.put(_KEY_SNAP_META, _seal(encode_snapshot_meta(snapshot.meta)), db=self._snap_db)
-        txn.put(_KEY_SNAP_DATA, _seal(snapshot.data), db=self._snap_db)
+    def _put_snapshot(self, txn: lmdb.Transaction, meta: SnapshotMeta, file: _SnapFile) -> None:
+        txn.put(_KEY_SNAP_META, _seal(encode_snapshot_meta(meta)), db=self._snap_db)
+        txn.put(_KEY_SNAP_FILE, _seal(file.encode()), db=self._snap_db)
+        txn.delete(_KEY_SNAP_DATA, db=self._snap_db)  # format 1's bytes, if still there
+        txn.put(_KEY_FORMAT, str(FORMAT_VERSION).encode(), db=self._meta_db)
 
     # ---- read helpers ----------------------------------------------------------------------
     def _term_in(self, txn: lmdb.Transaction, bounds: _Bounds, index: int) -> int:
@@ -351,9 +494,9 @@ class LmdbStorage:
             raise StorageError(f"{self._path} holds an LMDB environment without raftcron meta; "
                                f"refusing to start from empty state (a node that forgets its "
                                f"vote can break Raft safety). Remove it to start afresh.")
-        if found[_KEY_FORMAT] != str(FORMAT_VERSION).encode():
+        if found[_KEY_FORMAT] not in _FORMATS_READ:
             raise StorageError(f"{self._path} has storage format {found[_KEY_FORMAT]!r}; this "
-                               f"build reads format {FORMAT_VERSION} only")
+                               f"build reads formats 1 and {FORMAT_VERSION} only")
         stored_cluster = bytes(found[_KEY_CLUSTER] or b"").decode(errors="replace")
         stored_node = bytes(found[_KEY_NODE] or b"").decode(errors="replace")
         if (stored_cluster, stored_node) != (cluster_id, node_id):
@@ -370,6 +513,7 @@ class LmdbStorage:
             if txn.get(_KEY_SNAP_META, db=self._snap_db) is not None:
                 self._snapshot_meta = self._read_snapshot_meta(txn)
                 snap_index, snap_term = self._snapshot_meta.index, self._snapshot_meta.term
+                self._snap_file = self._read_snap_file(txn)
             count = txn.stat(self._log_db)["entries"]
             last_index, last_term = snap_index, snap_term
             if count:
@@ -384,6 +528,51 @@ class LmdbStorage:
                                        f"[{first}, {last_index}]")
                 last_term = self._unseal_entry(cursor.key(), cursor.value(), last_index).term
         self._bounds = _Bounds(snap_index, snap_term, last_index, last_term)
+
+    def _read_snap_file(self, txn: lmdb.Transaction) -> _SnapFile | None:
+        """The snapshot file record, or None in a format 1 environment (bytes in LMDB)."""
+        value = txn.get(_KEY_SNAP_FILE, db=self._snap_db)
+        if value is None:
+            if txn.get(_KEY_SNAP_DATA, db=self._snap_db) is None:
+                raise StorageError(f"corrupt snapshot data in {self._path}: missing")
+            return None
+        payload = self._unseal(value, "snapshot file record")
+        try:
+            name, size, crc = msgpack.unpackb(payload, raw=False)
+            file = _SnapFile(name, size, crc)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise StorageError(f"corrupt snapshot file record in {self._path}: {exc}") from exc
+        if not (isinstance(name, str) and name.startswith(_SNAP_PREFIX) and "/" not in name
+                and isinstance(size, int) and isinstance(crc, int)):
+            raise StorageError(f"corrupt snapshot file record in {self._path}: {file}")
+        return file
+
+    def _migrate_format_1(self) -> None:
+        """A format 1 snapshot (bytes inside LMDB) moves to its file, in the same two steps as
+        any new snapshot: file first, then one transaction naming it and dropping the bytes."""
+        if self._snapshot_meta is None or self._snap_file is not None:
+            return
+        with self._transaction("read snapshot", write=False) as txn:
+            data = self._unseal(txn.get(_KEY_SNAP_DATA, db=self._snap_db), "snapshot data")
+        snapshot = Snapshot(meta=self._snapshot_meta, data=data)
+        file = self._write_snapshot_file(snapshot)
+        with self._discarding_on_error(file), self._transaction("migrate", write=True) as txn:
+            self._put_snapshot(txn, snapshot.meta, file)
+        self._snap_file = file
+
+    def _remove_orphans(self) -> None:
+        """Snapshot files no committed transaction names (a crash between the rename and the
+        commit, or before the old file's removal) and unfinished temporary files."""
+        keep = self._snap_file.name if self._snap_file is not None else None
+        if keep is not None and not os.path.isfile(os.path.join(self._path, keep)):
+            raise StorageError(f"corrupt snapshot data in {self._path}: its file {keep} is "
+                               f"missing")
+        for name in os.listdir(self._path):
+            orphan = (name.startswith(_TMP_PREFIX)
+                      or (name.startswith(_SNAP_PREFIX) and name.endswith(_SNAP_SUFFIX)))
+            if orphan and name != keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._path, name))
 
     def _decode_hard(self, payload: bytes) -> HardState:
         try:

@@ -122,10 +122,10 @@ class RaftNode:
     # ---- start-up ----------------------------------------------------------------------------
     def _load(self, storage: Storage) -> None:
         hard = storage.initial_state()
-        snapshot = storage.snapshot()
-        if snapshot is not None:
-            self._log = RaftLog(snapshot.meta.index, snapshot.meta.term)
-            self._snapshot_config = snapshot.meta.config
+        snapshot_meta = storage.snapshot_meta()  # the bytes stay in storage
+        if snapshot_meta is not None:
+            self._log = RaftLog(snapshot_meta.index, snapshot_meta.term)
+            self._snapshot_config = snapshot_meta.config
         else:
             self._log = RaftLog()
             self._snapshot_config = Configuration(voters=self.cfg.peers)
@@ -853,24 +853,23 @@ class RaftNode:
             self._become_follower(self.term, None, reason="removed from configuration")
 
     def _start_snapshot(self, peer: str, progress: Progress) -> None:
-        snapshot = self._storage.snapshot()
-        assert snapshot is not None, "log compacted but storage has no snapshot"
+        meta = self._storage.snapshot_meta()
+        assert meta is not None, "log compacted but storage has no snapshot"
         progress.state = ReplicationState.SNAPSHOT
-        progress.snapshot_meta = snapshot.meta
+        progress.snapshot_meta = meta
         progress.snapshot_offset = 0
         progress.inflight.clear()
-        self._emit("snapshot_send", peer=peer, index=snapshot.meta.index)
+        self._emit("snapshot_send", peer=peer, index=meta.index)
         self._send_snapshot_chunk(peer, progress)
 
     def _send_snapshot_chunk(self, peer: str, progress: Progress) -> None:
-        snapshot = self._storage.snapshot()
-        assert snapshot is not None and progress.snapshot_meta is not None
-        if snapshot.meta != progress.snapshot_meta:  # a newer snapshot replaced it: start over
-            progress.snapshot_meta, progress.snapshot_offset = snapshot.meta, 0
+        meta = self._storage.snapshot_meta()  # one chunk at a time: the bytes stay in storage
+        assert meta is not None and progress.snapshot_meta is not None
+        if meta != progress.snapshot_meta:  # a newer snapshot replaced it: start over
+            progress.snapshot_meta, progress.snapshot_offset = meta, 0
         offset = progress.snapshot_offset
-        chunk = snapshot.data[offset : offset + self.cfg.snapshot_chunk_bytes]
-        done = offset + len(chunk) >= len(snapshot.data)
-        self._send(InstallSnapshot(src=self.id, dst=peer, term=self.term, meta=snapshot.meta,
+        chunk, done = self._storage.snapshot_chunk(offset, self.cfg.snapshot_chunk_bytes)
+        self._send(InstallSnapshot(src=self.id, dst=peer, term=self.term, meta=meta,
                                    offset=offset, data=chunk, done=done))
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:

@@ -1,6 +1,8 @@
 """The storage contract (etcd-raft's `Storage`, plus the writes the driver makes) and `MemoryStorage`.
 
-Raft's core only *reads* storage (at start-up, and to fetch a snapshot for a lagging follower).
+Raft's core only *reads* storage (at start-up, and to fetch a snapshot for a lagging follower,
+one chunk at a time: `snapshot_meta()` and `snapshot_chunk()` never need the whole snapshot in
+memory, so a durable storage can leave the bytes on disk between reads).
 The driver writes it, following the Ready contract: `save()` is one atomic, synced write of
 hard state, new entries (which replace any conflicting suffix) and snapshot, and it happens
 *before* the messages of the same Ready are sent.
@@ -25,6 +27,8 @@ class Storage(Protocol):
     def term(self, index: int) -> int: ...
     def entries(self, lo: int, hi: int, bytes_max: int | None = None) -> list[Entry]: ...
     def snapshot(self) -> Snapshot | None: ...
+    def snapshot_meta(self) -> SnapshotMeta | None: ...
+    def snapshot_chunk(self, offset: int, size: int) -> tuple[bytes, bool]: ...
     def save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None) -> None: ...
     def compact(self, snapshot: Snapshot) -> None: ...
 
@@ -76,6 +80,16 @@ class MemoryStorage:
 
     def snapshot(self) -> Snapshot | None:
         return self._snapshot
+
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        return self._snapshot.meta if self._snapshot is not None else None
+
+    def snapshot_chunk(self, offset: int, size: int) -> tuple[bytes, bool]:
+        """`snapshot().data[offset:offset + size]` and whether that chunk reaches the end."""
+        assert self._snapshot is not None, "no snapshot to send"
+        data = self._snapshot.data
+        chunk = data[offset : offset + size]
+        return chunk, offset + len(chunk) >= len(data)
 
     def save(self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None) -> None:
         if snapshot is not None:

@@ -49,6 +49,18 @@ class KVPart:
         self.store.restore_state(msgpack.unpackb(data, raw=False))
 
 
+def _map_header(count: int) -> bytes:
+    if count < 16:
+        return bytes([0x80 | count])
+    return b"\xde" + count.to_bytes(2, "big") if count < 1 << 16 else b"\xdf" + count.to_bytes(4, "big")
+
+
+def _bin_header(size: int) -> bytes:
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    return b"\xc5" + size.to_bytes(2, "big") if size < 1 << 16 else b"\xc6" + size.to_bytes(4, "big")
+
+
 class ServerMachine:
     def __init__(self, parts: dict[str, Part]) -> None:
         assert parts, "a machine needs at least one part"
@@ -72,10 +84,15 @@ class ServerMachine:
         self.applied = index
 
     def snapshot(self) -> bytes:
-        packed: bytes = msgpack.packb(
-            [self.applied, {name: part.snapshot() for name, part in sorted(self.parts.items())}],
-            use_bin_type=True)
-        return packed
+        """msgpack `[applied, {name: part snapshot}]`, byte for byte what `packb` writes, but
+        joined from the parts' bytes in one copy: packb would copy each part into a growing
+        buffer and that buffer into the result (a 200 MB scheduler snapshot peaked at 3x)."""
+        pieces: list[bytes] = [b"\x92", msgpack.packb(self.applied),
+                               _map_header(len(self.parts))]
+        for name, part in sorted(self.parts.items()):
+            data = part.snapshot()
+            pieces += [msgpack.packb(name, use_bin_type=True), _bin_header(len(data)), data]
+        return b"".join(pieces)
 
     def restore(self, data: bytes) -> None:
         applied, snapshots = msgpack.unpackb(data, raw=False)

@@ -49,7 +49,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 def everything(storage: Storage) -> tuple[object, ...]:
     """All a reader can observe, for equality checks."""
     first, last = storage.first_index(), storage.last_index()
-    return (storage.initial_state(), first, last, storage.snapshot(),
+    meta = storage.snapshot_meta()
+    chunks = [storage.snapshot_chunk(offset, 3) for offset in range(0, 12, 3)] if meta else []
+    return (storage.initial_state(), first, last, storage.snapshot(), meta, chunks,
             [storage.term(i) for i in range(first - 1, last + 1)], storage.entries(first, last + 1))
 
 
@@ -232,8 +234,8 @@ def _raw_put(path: Path, database: bytes, key: bytes, value: bytes) -> None:
 
 def test_unsupported_format_version_is_refused(tmp_path: Path) -> None:
     open_lmdb(tmp_path / "node").close()
-    _raw_put(tmp_path / "node", b"meta", b"format", b"2")
-    with pytest.raises(StorageError, match="format b'2'; this build reads format 1"):
+    _raw_put(tmp_path / "node", b"meta", b"format", b"3")
+    with pytest.raises(StorageError, match="format b'3'; this build reads formats 1 and 2"):
         open_lmdb(tmp_path / "node")
 
 
