@@ -18,6 +18,8 @@ Scenarios (jobs `@every 1h`, one per job name, no tags, phases spread over the h
 - `server`: a real `raftcron server` process (single-node cluster, LMDB, HTTP API) started
   on a data directory whose Raft snapshot holds the `full` state: what an operator sees.
   Its jobs' next ticks are later than the measurement, so it measures a server at rest.
+  The snapshot is written with `LmdbStorage.save`, so it lands where the server's storage
+  format puts it (since format 2, a `snap-*.snap` file next to data.mdb).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ SCENARIOS = ("created", "full", "restored", "server")
 
 def status_mb(pid: int | str = "self") -> dict[str, float]:
     """VmRSS (split into anonymous memory and mapped files) and VmHWM, in MB (2^20 bytes).
-    A server's file part is mostly LMDB's map: page cache the kernel can reclaim."""
+    A server's file part is mapped code and LMDB's map: page cache the kernel can reclaim,
+    but RSS counts it (the snapshot is no longer read through the map: its own file)."""
     fields: dict[str, float] = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
