@@ -148,7 +148,7 @@ class ClusterMachine(RuleBasedStateMachine):
                                                                  min_size=2, max_size=5), then=waits)
     def leader_churn(self, first: int | None, crashes: list[tuple[int, int]], then: int) -> None:
         """Figure 8 as a chain: the leader dies `first` ms after its next proposal (the entry on
-        it alone), then the next leaders each die (delay, downtime) after winning, their no-op
+        it alone; back after the last crash's downtime), then the next leaders each die (delay, downtime) after winning, their no-op
         on the wire; one must die at once and a later one a round trip or two after winning."""
         if first is not None:
             self.act("crash_after_propose", value=float(first), duration=float(crashes[-1][1]), loss=1.0)
