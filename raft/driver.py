@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from raft import latency_probe
 from raft.messages import Entry, HardState, Message, Snapshot
 from raft.node import RaftNode
 from raft.progress import Role
@@ -68,12 +69,19 @@ async def handle_ready_async(
     The caller must not step the node until this returns; proposals meanwhile are fine (they
     are handed out by the next Ready)."""
     ready = node.ready()
+    probe = latency_probe.ENABLED
+    if probe:
+        _probe_ready(ready)
     early = may_send_before_save(node, storage, ready)
     if early:
         for message in ready.messages:
             send(message)
     if ready.must_sync:
+        if probe:
+            _probe_entries("save_start", ready.entries)
         await save(ready.hard_state, ready.entries, ready.snapshot)
+        if probe:
+            _probe_entries("save_end", ready.entries)
     if not early:
         for message in ready.messages:
             send(message)
@@ -81,5 +89,17 @@ async def handle_ready_async(
         restore(ready.snapshot)
     for entry in ready.committed_entries:
         apply(entry)
+    if probe:
+        _probe_entries("applied", ready.committed_entries)
     node.advance(ready)
     return ready
+
+
+def _probe_ready(ready: Ready) -> None:
+    _probe_entries("ready", ready.entries)
+    _probe_entries("ready_committed", ready.committed_entries)
+
+
+def _probe_entries(point: str, entries: list[Entry] | tuple[Entry, ...]) -> None:
+    for entry in entries:
+        latency_probe.mark(point, entry.index)

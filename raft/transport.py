@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import Any, Final
 import msgpack
 import trio
 
+from raft import latency_probe
 from raft.codec import decode_message, encode_message
 from raft.errors import ProtocolError
 from raft.messages import Message
@@ -201,6 +203,7 @@ class TransportOptions:
     frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT
     send_queue_capacity: int = 1024  # messages per peer; beyond it new messages are dropped
     send_batch_max: int = 128  # frames written with one send_all
+    write_now: bool = True  # `send` writes to an idle connection itself (Transport._write_now)
     connect_timeout_s: float = 1.0
     send_timeout_s: float = 2.0
     reconnect_backoff_s_max: float = 1.0
@@ -233,7 +236,10 @@ class Transport:
         self.options = options
         self.stats = TransportStats()
         self._errors = RateLimitedLog(options.error_log_interval_s, trio.current_time)
-        self._queues: dict[str, trio.MemorySendChannel[Message]] = {}
+        self._queues: dict[str, trio.MemorySendChannel[Message | bytes]] = {}
+        # A peer's open connection while its sender task is idle (waiting for the queue):
+        # `send` may then write straight to the socket (see `_write_now`).
+        self._idle_streams: dict[str, trio.SocketStream] = {}
         self._nursery: trio.Nursery | None = None
         self._inbound = 0
         # When each peer last opened a connection to us that delivered a message: it is up, so
@@ -248,14 +254,49 @@ class Transport:
     def send(self, message: Message) -> None:
         """Queue `message` for its destination; drop it (counted) when the queue is full or the
         destination is unknown. Called from the runtime's Ready handling, so it must not block."""
+        if latency_probe.ENABLED:
+            latency_probe.mark_message("queued", message)
         queue = self._queues.get(message.dst)
         if queue is None or message.dst in self.blocked_peers:
             self._count_drop(message.dst)
             return
+        item: Message | bytes = message
+        stream = self._idle_streams.get(message.dst)
+        if stream is not None and self.options.write_now:
+            rest = self._write_now(message.dst, stream, message)
+            if rest == b"":
+                return
+            if rest is not None:
+                item = rest
         try:
-            queue.send_nowait(message)
+            queue.send_nowait(item)
         except trio.WouldBlock:
             self._count_drop(message.dst)
+
+    def _write_now(self, peer: str, stream: trio.SocketStream, message: Message) -> bytes | None:
+        """Write `message` to the idle sender's socket without waiting for the sender task: a
+        message then leaves when the Ready hands it out, even if the runtime goes on to block
+        in a synced save, and costs no task switch. Returns None when the message was not
+        written at all (it goes through the queue), else the bytes still to write (empty when
+        all went out; the rest goes first in the queue, which is empty while the sender idles,
+        so frames stay in order)."""
+        try:
+            data = self._frame(peer, message)
+        except ProtocolError:
+            return None  # the sender task reports it
+        if data is None:
+            return None
+        try:
+            written = os.write(stream.socket.fileno(), data)  # the socket is non-blocking
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return None  # the sender task meets the same error, reports it and reconnects
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += written
+        if latency_probe.ENABLED:
+            latency_probe.mark_message("wire", message)
+        return data[written:]
 
     def add_peer(self, peer: str, address: tuple[str, int]) -> None:
         """A node that joined later (a learner): send to it and accept its frames. Safe to call
@@ -267,7 +308,7 @@ class Transport:
             self._start_sender(self._nursery, peer)
 
     def _start_sender(self, nursery: trio.Nursery, peer: str) -> None:
-        send_channel, receive_channel = trio.open_memory_channel[Message](
+        send_channel, receive_channel = trio.open_memory_channel[Message | bytes](
             self.options.send_queue_capacity)
         self._queues[peer] = send_channel
         nursery.start_soon(self._sender, peer, receive_channel)
@@ -288,15 +329,24 @@ class Transport:
             await nursery.start(trio.serve_listeners, self._serve_connection, listeners)
             task_status.started(self.bound_port)
 
-    async def _sender(self, peer: str, queue: trio.MemoryReceiveChannel[Message]) -> None:
+    async def _sender(self, peer: str, queue: trio.MemoryReceiveChannel[Message | bytes]) -> None:
         """Connect lazily, write batches, reconnect with capped backoff. While disconnected,
         messages are drained and dropped so that a reconnect never delivers stale ones."""
         stream: trio.SocketStream | None = None
         backoff_s = 0.05
         retry_at = failed_at = -math.inf
         try:
-            async for message in queue:
+            while True:
+                if stream is not None:
+                    self._idle_streams[peer] = stream
+                try:
+                    message = await queue.receive()
+                except trio.EndOfChannel:
+                    return
+                finally:
+                    self._idle_streams.pop(peer, None)
                 batch = self._batch(message, queue)
+                reconnecting = stream is None
                 # A peer that connected to us since our last failure is up: do not sit out the
                 # backoff (up to a second of dropped messages, e.g. a vote in a failover).
                 if stream is None and (trio.current_time() >= retry_at
@@ -311,6 +361,8 @@ class Transport:
                 if stream is None:
                     self.stats.send_dropped[peer] = self.stats.send_dropped.get(peer, 0) + len(batch)
                     continue
+                if reconnecting:  # the end of a frame begun on a lost connection is no frame here
+                    batch = [message for message in batch if not isinstance(message, bytes)]
                 if not await self._write(peer, stream, batch):
                     await _close_quietly(stream)
                     stream = None
@@ -318,7 +370,8 @@ class Transport:
             if stream is not None:
                 await _close_quietly(stream)
 
-    def _batch(self, first: Message, queue: trio.MemoryReceiveChannel[Message]) -> list[Message]:
+    def _batch(self, first: Message | bytes,
+               queue: trio.MemoryReceiveChannel[Message | bytes]) -> list[Message | bytes]:
         batch = [first]
         while len(batch) < self.options.send_batch_max:
             try:
@@ -336,25 +389,37 @@ class Transport:
         self.stats.connect_failures[peer] = self.stats.connect_failures.get(peer, 0) + 1
         return None
 
-    async def _write(self, peer: str, stream: trio.SocketStream, batch: list[Message]) -> bool:
+    def _frame(self, peer: str, message: Message) -> bytes | None:
+        """The frame for `message`; None (warned, counted) when it is too large for the wire:
+        Raft will resend smaller."""
+        try:
+            payload = encode_message(message, self.options.frame_bytes_max - 256)
+        except ProtocolError as exc:
+            self._errors.warn(peer, "encode", str(exc))
+            self._count_drop(peer)
+            return None
+        return encode_frame(payload, cluster_id=self.cluster_id, sender=self.node_id,
+                            secret=self._secret)
+
+    async def _write(self, peer: str, stream: trio.SocketStream, batch: list[Message | bytes]) -> bool:
         frames = []
         for message in batch:
-            try:
-                payload = encode_message(message, self.options.frame_bytes_max - 256)
-            except ProtocolError as exc:  # a message too large for the wire: Raft will resend smaller
-                self._errors.warn(peer, "encode", str(exc))
-                self._count_drop(peer)
-                continue
-            frames.append(encode_frame(payload, cluster_id=self.cluster_id, sender=self.node_id,
-                                       secret=self._secret))
+            # bytes: the unwritten end of a frame `_write_now` started; already counted
+            frame = message if isinstance(message, bytes) else self._frame(peer, message)
+            if frame is not None:
+                frames.append(frame)
         data = b"".join(frames)
         with trio.move_on_after(self.options.send_timeout_s):
             try:
                 await stream.send_all(data)
+                if latency_probe.ENABLED:
+                    for message in batch:
+                        if not isinstance(message, bytes):
+                            latency_probe.mark_message("wire", message)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 self._errors.warn(peer, "send", f"connection lost: {exc}")
                 return False
-            self.stats.frames_sent += len(frames)
+            self.stats.frames_sent += sum(not isinstance(message, bytes) for message in batch)
             self.stats.bytes_sent += len(data)
             return True
         self._errors.warn(peer, "send", f"send timed out after {self.options.send_timeout_s}s")
@@ -433,6 +498,8 @@ class Transport:
         if message.src in self.blocked_peers:  # fault injection: lost on the way in
             return envelope.sender, False
         self.stats.frames_received += 1
+        if latency_probe.ENABLED:
+            latency_probe.mark_message("received", message)
         self._deliver(message)
         return envelope.sender, True
 

@@ -9,11 +9,14 @@ Rules:
      out).
   2. The Ready contract is `raft.driver.handle_ready_async`, the same four steps as the
      simulator's `handle_ready`: persist (one synced LMDB transaction), then send, then apply,
-     then advance; but the save runs in a worker thread, and a leader sends its entries
-     before its own save (thesis §10.2.1, `may_send_before_save`), so the leader's fsync and
-     a follower's overlap instead of adding up. While the save waits, requests queue up and
-     other tasks may propose; the next Ready persists them together (group commit). The owner
-     steps no message until the Ready is advanced, so a reply never counts an unsaved entry.
+     then advance; but a leader sends its entries before its own save (thesis §10.2.1,
+     `may_send_before_save`), and the transport writes them to an idle connection at once
+     (`Transport._write_now`), so the leader's fsync and a follower's overlap instead of
+     adding up, although the save blocks the event loop (no thread hand-offs: measured
+     cheaper; `RuntimeOptions.save_in_thread` moves it to a worker thread). While the save
+     runs, requests queue up (in the kernel, or as other tasks' proposals when the save is
+     threaded); the next Ready persists them together (group commit). The owner steps no
+     message until the Ready is advanced, so a reply never counts an unsaved entry.
   3. Time is `trio.current_time()` in milliseconds, handed to `tick`/`step`; the node never
      reads a clock. The loop sleeps until `next_deadline()` or until woken by input.
   4. A proposal is answered when the entry at its (index, term) is applied here: with the
@@ -38,6 +41,7 @@ from typing import Any, Protocol
 
 import trio
 
+from raft import latency_probe
 from raft.config import RaftConfig
 from raft.driver import handle_ready_async
 from raft.errors import NotLeader, ProposalDropped, RaftError
@@ -45,7 +49,7 @@ from raft.messages import Entry, EntryKind, HardState, Message, Snapshot
 from raft.node import ConfChange, RaftNode
 from raft.progress import Role
 from raft.ready import Ready, TraceEvent
-from raft.storage import MemoryStorage, Storage
+from raft.storage import Storage
 
 __all__ = ["ProposalTimeout", "RaftRuntime", "RuntimeOptions", "RuntimeStats", "StateMachine"]
 
@@ -73,10 +77,12 @@ class RuntimeOptions:
     reads_pending_max: int = 8192
     snapshot_entries: int = 10_000  # compact the log after this many applied entries
     ready_rounds_max: int = 64  # Readys handled per wake-up before timers get a turn
-    # Saves in a worker thread (Rule 2). None: unless the storage is a MemoryStorage, which
-    # never blocks (and is what tests run under trio's MockClock, whose autojump would move
-    # time while a thread works). False runs every save on the event loop.
-    save_in_thread: bool | None = None
+    # Saves in a worker thread instead of on the event loop (Rule 2). Off: the transport writes
+    # a leader's entries to its followers' sockets before the save blocks the loop, so the
+    # fsyncs overlap anyway, and a thread costs two wake-ups per save, which on a loaded machine
+    # measured 1-3 ms of a write's latency (papers/perf/README.md, http). Never with a
+    # MemoryStorage under trio's MockClock: autojump would move time while a thread works.
+    save_in_thread: bool = False
 
 
 @dataclass(slots=True)
@@ -127,6 +133,25 @@ class _Waiter:
         return self.value
 
 
+def _probe_proposal(index: int) -> None:
+    context = latency_probe.request_context.get()
+    if context is not None:
+        context[1] = index
+        latency_probe.mark("http_request", index, context[0])
+    latency_probe.mark("proposed", index)
+
+
+def _probed_save(storage: Storage, entries: list[Entry]) -> Callable[..., None]:
+    """`storage.save` marking when the storage itself starts and ends (in the saving thread)."""
+    def save(*args: Any) -> None:
+        for entry in entries:
+            latency_probe.mark("disk_start", entry.index)
+        storage.save(*args)
+        for entry in entries:
+            latency_probe.mark("disk_end", entry.index)
+    return save
+
+
 def now_ms() -> float:
     seconds: float = trio.current_time()
     return seconds * 1000.0
@@ -159,8 +184,7 @@ class RaftRuntime:
         self._send = send
         self._on_event = on_event
         self.appliers: list[Callable[[Entry, Any], None]] = []  # observers of every apply
-        self._save_in_thread = (options.save_in_thread if options.save_in_thread is not None
-                                else not isinstance(storage, MemoryStorage))
+        self._save_in_thread = options.save_in_thread
         snapshot = storage.snapshot()
         if snapshot is not None:
             machine.restore(snapshot.data)
@@ -222,8 +246,13 @@ class RaftRuntime:
         waiter = _Waiter()
         self._proposals[index] = (term, waiter)
         self._wakeup.set()
+        if latency_probe.ENABLED:
+            _probe_proposal(index)
         try:
-            return await waiter.wait(timeout_s, f"proposal at index {index}")
+            result = await waiter.wait(timeout_s, f"proposal at index {index}")
+            if latency_probe.ENABLED:
+                latency_probe.mark("handler_resumed", index)
+            return result
         except ProposalTimeout:
             self.stats.proposals_timed_out += 1
             raise
@@ -284,6 +313,8 @@ class RaftRuntime:
                 if isinstance(item, str):
                     self.node.leader_connection_lost(item, now)
                 else:
+                    if latency_probe.ENABLED:
+                        latency_probe.mark_message("step", item)
                     self.node.step(item, now)
             self._issue_reads()
             self.node.tick(now)
@@ -304,12 +335,13 @@ class RaftRuntime:
 
     async def _save(self, hard_state: HardState | None, entries: list[Entry],
                     snapshot: Snapshot | None) -> None:
-        """The synced write, off the event loop: the transport and HTTP keep running (never
-        abandoned on cancellation: a save either completes or the process dies)."""
+        """The synced write, on the event loop or in a worker thread (never abandoned on
+        cancellation: a save either completes or the process dies)."""
+        save = _probed_save(self.storage, entries) if latency_probe.ENABLED else self.storage.save
         if self._save_in_thread:
-            await trio.to_thread.run_sync(self.storage.save, hard_state, entries, snapshot)
+            await trio.to_thread.run_sync(save, hard_state, entries, snapshot)
         else:
-            self.storage.save(hard_state, entries, snapshot)
+            save(hard_state, entries, snapshot)
 
     def _apply(self, entry: Entry) -> None:
         if entry.kind is EntryKind.NORMAL:

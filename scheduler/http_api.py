@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,6 +30,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from raft import latency_probe
 from raft.errors import NotLeader, ProposalDropped
 from raft.trio_driver import ProposalTimeout
 from scheduler.server.kv import KEY_BYTES_MAX, VALUE_BYTES_MAX, canonical_json, encode_delete, encode_put
@@ -303,4 +305,27 @@ def build_app(server: Server) -> ASGIApp:
     routes = base_routes() + job_routes() + internal_routes()
     app = Starlette(routes=routes, exception_handlers={ApiError: _api_error, NotLeader: _api_error})
     app.state.server = server
-    return BearerAuth(app, server.options.token)
+    authed = BearerAuth(app, server.options.token)
+    return LatencyProbe(authed) if latency_probe.ENABLED else authed
+
+
+class LatencyProbe:
+    """Marks when a request reached the app and when its response body left (only with
+    RAFTCRON_LATENCY_PROBE set; see raft/latency_probe.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        context = [time.perf_counter_ns(), -1]
+        latency_probe.request_context.set(context)
+
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body") and context[1] >= 0:
+                latency_probe.mark("http_sent", context[1])
+
+        await self.app(scope, receive, timed_send)
