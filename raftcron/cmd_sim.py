@@ -111,8 +111,14 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
     faults: set[str] | None = None
     swarm = swarm_environment = False
     mode = args.faults
-    if mode is None and (args.bug or args.seeds > 1) and not args.jobs:
-        mode = "swarm"  # hunting: the default story would never find anything
+    if mode is None and (args.bug or args.seeds > 1):
+        # hunting: the default story (one leader crash) would never find anything. With jobs
+        # (and no replayed schedule), every fault kind on: the jobs are the workload, so no
+        # drawn environment (docs/scheduler.md "Bug switches" has what each finds how fast)
+        if not args.jobs:
+            mode = "swarm"
+        elif not args.replay:
+            mode = "all"
     if mode == "swarm":
         swarm = swarm_environment = True
     elif mode is not None:
