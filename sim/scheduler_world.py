@@ -135,6 +135,7 @@ class SchedulerWorld:
         self._degraded_since: float | None = None
         self.max_offset_ms = 0.0
         self.jobs_loaded_ms: float | None = None
+        self._jobs_seen: set[str] = set()  # the initial jobs the leader's replica has shown
         self._timelines: list[JobTimeline] = []
         self._open_timeline: dict[str, int] = {}
         self._versions: dict[str, int] = {}
@@ -279,11 +280,16 @@ class SchedulerWorld:
                 self.on_fire_proposed(loop.node)
 
     def _submit_jobs(self) -> None:
-        """The client: put every job once, through the leader, until the log has them all."""
+        """The client: put every job once, through the leader, until the log has them all. A
+        job the leader's replica has shown once, or that the operator put or deleted, is loaded
+        for good: were it put again after an operator's delete (which may land between two of
+        these polls), the client's put and the operator's delete would undo each other forever
+        (found by the SchedulerMachine: a delete right after start stayed pending)."""
         leader = self.cluster.leader()
         loop = self._current_loop(leader) if leader is not None else None
         if loop is not None:
-            missing = [job for job in self.jobs if job.get("name") not in loop.planner.state.jobs]
+            self._jobs_seen.update(name for name in loop.planner.state.jobs)
+            missing = [job for job in self.jobs if job.get("name") not in self._jobs_seen]
             if not missing:
                 self.jobs_loaded_ms = self.cluster.now
                 return
@@ -300,6 +306,8 @@ class SchedulerWorld:
         a delete of a deleted job is rejected)."""
         self._operations_made += 1
         self._operations.append((op, dict(job), f"operator-{self._operations_made}"))
+        if op in ("put", "delete"):  # the operator owns this job's definition from now on
+            self._jobs_seen.add(str(job.get("name")))
         if not self._operator_armed:
             self._operator_armed = True
             self.cluster.call_at(self.cluster.now, self._operate)
