@@ -392,13 +392,9 @@ class Runner:
             self._fire_armed(self._armed_propose.pop(0), node)
 
     def _on_fire_proposed(self, node: str) -> None:
-        """The scheduler's leader `node` just proposed a Fire: fire an armed crash_after_fire,
-        else an armed crash_after_propose (with jobs there are no client proposals: the Fires
-        are what a leader proposes, so a swarm's crash_after_propose waits for one)."""
+        """The scheduler's leader `node` just proposed a Fire: fire an armed crash_after_fire."""
         if self._armed_fire:
             self._fire_armed(self._armed_fire.pop(0), node)
-        elif self._armed_propose:
-            self._fire_armed(self._armed_propose.pop(0), node)
 
     def _on_role(self, node: str, role: str, term: int) -> None:
         self.meter.on_role(node, role, term)
