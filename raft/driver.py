@@ -33,12 +33,18 @@ def handle_ready(
         storage.save(ready.hard_state, ready.entries, ready.snapshot)
     for message in ready.messages:
         send(message)
+    _apply_and_advance(node, ready, apply, restore)
+    return ready
+
+
+def _apply_and_advance(node: RaftNode, ready: Ready, apply: Callable[[Entry], None],
+                       restore: Callable[[Snapshot], None]) -> None:
+    """Steps 3 and 4, the same for both runtimes: snapshot first, then entries in order."""
     if ready.snapshot is not None:
         restore(ready.snapshot)
     for entry in ready.committed_entries:
         apply(entry)
     node.advance(ready)
-    return ready
 
 
 def may_send_before_save(node: RaftNode, storage: Storage, ready: Ready) -> bool:
@@ -85,13 +91,9 @@ async def handle_ready_async(
     if not early:
         for message in ready.messages:
             send(message)
-    if ready.snapshot is not None:
-        restore(ready.snapshot)
-    for entry in ready.committed_entries:
-        apply(entry)
+    _apply_and_advance(node, ready, apply, restore)
     if probe:
         _probe_entries("applied", ready.committed_entries)
-    node.advance(ready)
     return ready
 
 
