@@ -134,9 +134,9 @@ def build_options(args: argparse.Namespace, seed: int, trace_sink: IO[str] | Non
             with open(args.replay, encoding="utf-8") as handle:
                 schedule = FaultSchedule.from_json(json.load(handle))
             if schedule.options is not None:  # a self-contained schedule: it names its own run
-                replayed = SimOptions.from_json(schedule.options, seed=schedule.seed or 0)
+                replayed = SimOptions.replaying(schedule)
                 _refuse_run_flags_with_replay(args, replayed)
-                replayed.schedule, replayed.trace_sink = schedule, trace_sink
+                replayed.trace_sink = trace_sink
                 if args.bug:  # the one thing a replay may change: run the same schedule with/without a bug
                     replayed.bugs = frozenset() if args.bug == ["none"] else frozenset(args.bug)
                 replayed.validate()

@@ -95,6 +95,15 @@ class SimOptions:
             kwargs[name] = value
         return SimOptions(seed=seed, **kwargs)
 
+    @staticmethod
+    def replaying(schedule: FaultSchedule) -> SimOptions:
+        """The run a self-contained schedule names (its seed and options inside), replaying it."""
+        if schedule.options is None:
+            raise ValueError("the schedule has no options inside; save one with raftcron sim --save-schedule")
+        options = SimOptions.from_json(schedule.options, seed=schedule.seed or 0)
+        options.schedule = schedule
+        return options
+
     def validate(self) -> None:
         if not 1 <= self.nodes <= 15:
             raise ValueError(f"--nodes must be between 1 and 15, got {self.nodes}")

@@ -63,9 +63,7 @@ def test_each_bug_is_caught_by_its_seeds_and_replays_exactly(bug: str) -> None:
         assert kinds and kinds <= EXPECTED[bug], kinds
     schedule = FaultSchedule.from_json(json.loads(runner.schedule.dumps()))
     assert schedule.options is not None and schedule.seed == seed
-    options = SimOptions.from_json(schedule.options, seed=seed)
-    options.schedule = schedule
-    again = run_simulation(options)
+    again = run_simulation(SimOptions.replaying(schedule))
     assert again["trace_sha256"] == summary["trace_sha256"]
     assert again["safety_violations"] == summary["safety_violations"]
     assert again["linearizability_violations"] == summary["linearizability_violations"]

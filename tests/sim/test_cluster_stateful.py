@@ -304,9 +304,7 @@ TestClusterMachine = ClusterMachine.TestCase
 def replay(schedule: dict[str, object]) -> dict[str, object]:
     parsed = FaultSchedule.from_json(schedule)
     assert parsed.options is not None and parsed.seed is not None
-    options = SimOptions.from_json(parsed.options, seed=parsed.seed)
-    options.schedule = parsed
-    return run_simulation(options)
+    return run_simulation(SimOptions.replaying(parsed))
 
 
 def test_a_replayed_machine_run_is_the_same_run() -> None:

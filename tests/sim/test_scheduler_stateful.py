@@ -384,9 +384,7 @@ TestSchedulerMachine = SchedulerMachine.TestCase
 def replay(schedule: dict[str, Any]) -> dict[str, Any]:
     parsed = FaultSchedule.from_json(schedule)
     assert parsed.options is not None and parsed.seed is not None
-    options = SimOptions.from_json(parsed.options, seed=parsed.seed)
-    options.schedule = parsed
-    return run_simulation(options)
+    return run_simulation(SimOptions.replaying(parsed))
 
 
 JOB = {"name": "a", "schedule": "@every 1s", "executor": "sim",

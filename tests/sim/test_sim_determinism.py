@@ -71,9 +71,7 @@ def test_a_saved_schedule_replays_alone_to_the_same_trace(tmp_path) -> None:  # 
     path.write_text(runner.schedule.dumps())
     schedule = FaultSchedule.from_json(json.loads(path.read_text()))
     assert schedule.seed == 21 and schedule.options is not None
-    replayed_options = SimOptions.from_json(schedule.options, seed=schedule.seed)
-    replayed_options.schedule = schedule
-    replayed = run_simulation(replayed_options)
+    replayed = run_simulation(SimOptions.replaying(schedule))
     assert replayed["trace_sha256"] == original["trace_sha256"]
     assert replayed["client_operations"] == original["client_operations"]
 

@@ -45,9 +45,7 @@ def main() -> int:
     if schedule.options is None:
         print("this schedule has no options inside; save one with raftcron sim --save-schedule", file=sys.stderr)
         return 2
-    options = SimOptions.from_json(schedule.options, seed=schedule.seed or 0)
-    options.schedule = schedule
-    runner = Runner(options)
+    runner = Runner(SimOptions.replaying(schedule))
     try:
         for moment in sorted(args.at):
             runner.advance(round(moment * 1000.0 - runner.cluster.now, 3))
