@@ -153,7 +153,7 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=numeric, stream=sys.stderr,
                         format="%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("hypercorn", "httpx", "httpcore"):  # a line per request drowns the cluster's story
+    for noisy in ("httpx", "httpcore"):  # a line per request drowns the cluster's story
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 

@@ -1,4 +1,5 @@
-"""The HTTP API of a server: Dkron's paths (`/v1/...`) on starlette, served by hypercorn on trio.
+"""The HTTP API of a server: Dkron's paths (`/v1/...`) on starlette, served on trio by
+`scheduler.server.http_server`.
 
 Rules:
   1. A write is answered only once its entry is committed and applied on this node; a

@@ -5,7 +5,7 @@ The pieces and who owns what:
   * `ServerMachine` (the replicated state: scheduler + KV registers), rebuilt at start from
     the last snapshot plus the committed log;
   * `RaftRuntime` (one task owns the `RaftNode`), `Transport` (TCP + HMAC frames), and the
-    HTTP API (hypercorn + starlette) as sibling tasks in one nursery.
+    HTTP API (starlette, on our own HTTP/1.1 server) as sibling tasks in one nursery.
 Cancelling `run` stops them all; storage is closed last, after the runtime stopped writing.
 """
 
@@ -16,12 +16,11 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve
 
 from raft.config import RaftConfig
 from raft.errors import NotLeader, ProposalDropped
@@ -39,6 +38,7 @@ from scheduler.results import AttemptEnd, Result
 from scheduler.server.agent import AgentService, join_cluster, replay_boundary
 from scheduler.server.leader import LeaderService
 from scheduler.server.machine import KVPart, Part, ServerMachine
+from scheduler.server.http_server import HttpServerOptions, serve_http
 from scheduler.server.members import MembersPart
 from scheduler.server.options import OptionsError, ServerOptions, parse_address
 from sim.trace import TraceWriter
@@ -229,19 +229,9 @@ class Server:
             return False
         return self.leader_service.report(node, info, renew, finish, claim)
 
-    def _http_config(self) -> HypercornConfig:
-        host, port = self.options.http_address
-        config = HypercornConfig()
-        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("raftcron.http")
-        config.graceful_timeout = 1.0
-        config.keep_alive_timeout = 30.0
-        config.include_server_header = False
-        return config
-
     async def _start_http(self, nursery: trio.Nursery) -> None:
         from scheduler.http_api import build_app  # late: the API module imports this one
 
-        bound: list[str] = await nursery.start(serve, build_app(self), self._http_config())
-        self.http_port = int(bound[0].rsplit(":", 1)[1])
+        host, port = self.options.http_address
+        self.http_port = await nursery.start(partial(serve_http, build_app(self), host, port,
+                                                     options=HttpServerOptions(keep_alive_s=30.0)))
