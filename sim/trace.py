@@ -19,6 +19,7 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from typing import IO, Any
 
 _BATCH = 256  # lines hashed per update
+_NAMES_MAX = 4096  # JSON of node ids and event kinds remembered (a few dozen in practice)
 
 
 class TraceWriter:
@@ -28,11 +29,22 @@ class TraceWriter:
         self._pending: list[str] = []  # lines not yet hashed
         self.lines = 0
         self.kept: list[dict[str, Any]] | None = [] if keep else None
+        self._names: dict[str, str] = {}  # node id or event kind -> its JSON string
 
     def write(self, true_ms: float, node: str, local_ms: float, kind: str, fields: dict[str, Any]) -> None:
-        record: dict[str, Any] = {"t": round(true_ms, 3), "node": node, "local": round(local_ms, 3), "kind": kind}
-        record.update(fields)
-        line = "".join(_chunks(record, 0))
+        t, local = round(true_ms, 3), round(local_ms, 3)
+        names = self._names
+        node_json, kind_json = names.get(node), names.get(kind)
+        # (t - t) + (local - local) is 0.0 for finite times, NaN for an infinite or NaN one.
+        if node_json is None or kind_json is None or (t - t) + (local - local) != 0.0 or (
+                "t" in fields or "node" in fields or "local" in fields or "kind" in fields):
+            line = self._slow_line(t, node, local, kind, fields)
+        else:
+            # The four fixed fields formatted here, the event's own by the encoder: the bytes
+            # the encoder gives for the whole record (a finite float is its repr, a name its
+            # `encode_basestring_ascii`), one dict and ~0.5 us fewer per line.
+            line = f'{{"t":{t!r},"node":{node_json},"local":{local!r},"kind":{kind_json}'
+            line = line + "," + "".join(_chunks(fields, 0))[1:] if fields else line + "}"
         pending = self._pending
         pending.append(line)
         self.lines += 1
@@ -42,7 +54,19 @@ class TraceWriter:
             self._sink.write(line)
             self._sink.write("\n")
         if self.kept is not None:
+            record: dict[str, Any] = {"t": t, "node": node, "local": local, "kind": kind}
+            record.update(fields)
             self.kept.append(record)
+
+    def _slow_line(self, t: float, node: str, local: float, kind: str, fields: dict[str, Any]) -> str:
+        """The whole record through the encoder; learns the JSON of names it had not met."""
+        names = self._names
+        if len(names) < _NAMES_MAX and type(node) is str and type(kind) is str:
+            names.setdefault(node, encode_basestring_ascii(node))
+            names.setdefault(kind, encode_basestring_ascii(kind))
+        record: dict[str, Any] = {"t": t, "node": node, "local": local, "kind": kind}
+        record.update(fields)
+        return "".join(_chunks(record, 0))
 
     def _flush(self) -> None:
         pending = self._pending
