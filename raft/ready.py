@@ -30,15 +30,22 @@ class ReadState:
     index: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)  # immutable by convention, as raft/messages.py's messages
 class TraceEvent:
-    """One thing worth a line in the trace; the runtime adds node id and times."""
+    """One thing worth a line in the trace; the runtime adds node id and times.
+
+    Not `frozen`: a frozen `__init__` sets each field through `object.__setattr__`, and a
+    simulated cluster builds five of these per proposal (every node's `commit`). Its
+    `__init__`, like `Ready`'s, is written out so that mypyc compiles it (sim/native.py)."""
 
     kind: str
     fields: dict[str, Any]
 
+    def __init__(self, kind: str, fields: dict[str, Any]) -> None:
+        self.kind, self.fields = kind, fields
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Ready:
     hard_state: HardState | None = None
     entries: list[Entry] = field(default_factory=list)
@@ -47,6 +54,25 @@ class Ready:
     committed_entries: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     events: list[TraceEvent] = field(default_factory=list)
+
+    def __init__(
+        self,
+        hard_state: HardState | None = None,
+        entries: list[Entry] | None = None,
+        snapshot: Snapshot | None = None,
+        messages: list[Message] | None = None,
+        committed_entries: list[Entry] | None = None,
+        read_states: list[ReadState] | None = None,
+        events: list[TraceEvent] | None = None,
+    ) -> None:
+        # Written out (one Ready per node per step; see TraceEvent); None means a fresh list,
+        # as the declared default factories do (tests/raft/test_ready_init.py checks both).
+        self.hard_state, self.snapshot = hard_state, snapshot
+        self.entries = [] if entries is None else entries
+        self.messages = [] if messages is None else messages
+        self.committed_entries = [] if committed_entries is None else committed_entries
+        self.read_states = [] if read_states is None else read_states
+        self.events = [] if events is None else events
 
     @property
     def must_sync(self) -> bool:
