@@ -56,7 +56,8 @@ class RaftLog:
         """Entries in `[lo, hi)`; with `bytes_max`, at least one and as many as fit."""
         assert self.snapshot_index < lo <= hi <= self.snapshot_index + len(self.entries) + 1, f"bad slice [{lo}, {hi})"
         chosen = self.entries[lo - self.snapshot_index - 1 : hi - self.snapshot_index - 1]
-        return chosen if bytes_max is None else _limit_bytes(chosen, bytes_max)
+        # One entry is always kept (see `_limit_bytes`): a single new entry is the common case.
+        return chosen if bytes_max is None or len(chosen) <= 1 else _limit_bytes(chosen, bytes_max)
 
     def match_term(self, index: int, term: int) -> bool:
         return self.term(index) == term
@@ -100,6 +101,11 @@ class RaftLog:
 
     def append(self, entries: Sequence[Entry], *, truncate: bool = True) -> int:
         """Append `entries`, replacing a conflicting suffix; returns the first index written or 0."""
+        if entries and entries[0].index == self.snapshot_index + len(self.entries) + 1:
+            # Right after our last entry (a follower that keeps up): `find_conflict` would
+            # name the first, nothing is truncated and every entry is new.
+            self.entries.extend(entries)
+            return entries[0].index
         conflict = self.find_conflict(entries)
         if conflict == 0:
             return 0

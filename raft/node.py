@@ -338,9 +338,10 @@ class RaftNode:
     def has_ready(self) -> bool:
         log = self._log
         persisted = self._persisted
-        return bool(
+        return bool(  # runs after every input and every Ready: `last_index` spelled out
             self._msgs or self._events or self._read_states or self._replicate_pending
-            or self._read_round_pending or self._pending_snapshot is not None or log.stable < log.last_index
+            or self._read_round_pending or self._pending_snapshot is not None
+            or log.stable < log.snapshot_index + len(log.entries)
             or log.applied < log.committed or self.term != persisted.term
             or self.vote != persisted.vote
         )  # a commit index that alone moved is no reason for a Ready: it is volatile (Fig. 2)
@@ -349,23 +350,28 @@ class RaftNode:
         if self._read_round_pending and self.role is Role.LEADER:
             self._heartbeat_round(periodic=False)
         if self._replicate_pending and self.role is Role.LEADER:
-            for peer in self._progress:
-                self._send_append(peer)
+            last = self._log.snapshot_index + len(self._log.entries)
+            for peer, progress in self._progress.items():
+                # `_send_append`'s first test, here: after a commit no peer has anything new
+                if progress.state is not ReplicationState.REPLICATE or progress.next <= last:
+                    self._send_append(peer)
         self._replicate_pending = False
         # The hard state goes out only when it must be synced anyway (term or vote moved, or
         # entries or a snapshot are being saved), carrying the latest commit along: a commit
         # index that alone moved is volatile (Figure 2; etcd's MustSync) and costs no fsync.
         persisted = self._persisted
-        entries = self._log.unstable()
+        log = self._log
+        base = log.snapshot_index + 1  # log.unstable() and log.next_committed(), spelled out
+        entries = log.entries[log.stable + 1 - base:]
+        committed, applied = log.committed, log.applied
         changed = (self.term != persisted.term or self.vote != persisted.vote
-                   or ((entries or self._pending_snapshot is not None)
-                       and self._log.committed != persisted.commit))
+                   or ((entries or self._pending_snapshot is not None) and committed != persisted.commit))
         ready = Ready(
-            hard_state=self._hard_state() if changed else None,
+            hard_state=HardState(term=self.term, vote=self.vote, commit=committed) if changed else None,
             entries=entries,
             snapshot=self._pending_snapshot,
             messages=self._msgs,
-            committed_entries=self._log.next_committed(),
+            committed_entries=log.entries[applied + 1 - base:committed + 1 - base] if committed > applied else [],
             read_states=self._read_states,
             events=self._events,
         )
@@ -380,16 +386,16 @@ class RaftNode:
             assert self._pending_snapshot is ready.snapshot
             self._pending_snapshot = None
             self._log.stable = max(self._log.stable, ready.snapshot.meta.index)
+        log = self._log
         if ready.entries:
             last = ready.entries[-1]
-            if self._log.term(last.index) == last.term:  # not truncated meanwhile
-                self._log.stable = max(self._log.stable, last.index)
+            if log.term(last.index) == last.term and last.index > log.stable:  # not truncated meanwhile
+                log.stable = last.index
         if ready.committed_entries:
-            self._log.applied = max(self._log.applied, ready.committed_entries[-1].index)
-        self._log.check()
-
-    def _hard_state(self) -> HardState:
-        return HardState(term=self.term, vote=self.vote, commit=self._log.committed)
+            index = ready.committed_entries[-1].index
+            if index > log.applied:
+                log.applied = index
+        log.check()
 
     # ---- the term, then the role ------------------------------------------------------------------
     def step(self, message: Message, now: float) -> None:
@@ -402,7 +408,9 @@ class RaftNode:
         if message.term < self.term:
             self._answer_lower_term(message)
             return
-        self._step_role(message)
+        # The role's handler: one dict lookup instead of a `match` that tries the classes in
+        # turn, and no call in between (once per message).
+        _STEP_HANDLERS[type(message)](self, message)
 
     def _accept_higher_term(self, message: Message) -> bool:
         """Decide whether a higher term deposes us; pre-vote traffic and lease-protected vote
@@ -433,10 +441,6 @@ class RaftNode:
         elif isinstance(message, RequestVote) and message.pre_vote:
             self._send(RequestVoteResponse(src=self.id, dst=message.src, term=self.term, granted=False,
                                            pre_vote=True))
-
-    def _step_role(self, message: Message) -> None:
-        # One dict lookup instead of a `match` that tries the classes in turn (once per message).
-        _STEP_HANDLERS[type(message)](self, message)
 
     def _handle_timeout_now(self, message: TimeoutNow) -> None:
         if self.role is not Role.LEADER and self._promotable():
@@ -604,8 +608,7 @@ class RaftNode:
         self.leader = m.src
         self._leader_contact = self._now
         self._reset_election_deadline()
-        reply = self._append_result(m)
-        self._send(reply)
+        self._msgs.append(self._append_result(m))  # `_send`, inlined: once per append
 
     def _append_result(self, m: AppendEntries) -> AppendEntriesResponse:
         log = self._log
@@ -618,7 +621,7 @@ class RaftNode:
             m = AppendEntries(src=m.src, dst=m.dst, term=m.term, prev_log_index=entries[0].index - 1,
                               prev_log_term=log.term(entries[0].index - 1) or 0, entries=entries,
                               commit=m.commit, read_context=m.read_context)
-        if not log.match_term(m.prev_log_index, m.prev_log_term):
+        if log.term(m.prev_log_index) != m.prev_log_term:  # log.match_term, minus a call
             return self._reject_append(m, dict(src=self.id, dst=m.src, term=self.term, read_context=m.read_context))
         truncate = "no-truncate" not in self._bugs
         first_changed = log.append(m.entries, truncate=truncate) if m.entries else 0
@@ -768,8 +771,8 @@ class RaftNode:
             return
         hi = min(last + 1, progress.next + self.cfg.entries_per_message_max)
         entries = tuple(log.slice(progress.next, hi, self.cfg.bytes_per_message_max)) if progress.next <= last else ()
-        self._send(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
-                                 prev_log_term=prev_term, entries=entries, commit=log.committed))
+        self._msgs.append(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
+                                        prev_log_term=prev_term, entries=entries, commit=log.committed))
         if progress.state is ReplicationState.PROBE:
             progress.probe_sent = True
         elif entries:
@@ -783,7 +786,8 @@ class RaftNode:
         progress.recent_active = True
         # A heartbeat reply that only repeats the old match point does not show that appends
         # get through; counting it as an ack would hide a lost AppendEntries forever (§5.3).
-        if not m.success or m.match_index > progress.match or m.match_index >= self._log.last_index:
+        if (not m.success or m.match_index > progress.match
+                or m.match_index >= self._log.snapshot_index + len(self._log.entries)):
             progress.acked = True
         if m.read_context:
             self._ack_read(m.src, m.read_context)
@@ -828,7 +832,9 @@ class RaftNode:
 
     def _maybe_commit(self) -> None:
         voters = self.config.voters
-        matches = [self._log.last_index if v == self.id else self._progress_match(v) for v in voters]
+        log, me, progress = self._log, self.id, self._progress
+        last = log.snapshot_index + len(log.entries)
+        matches = [last if v == me else (p.match if (p := progress.get(v)) is not None else 0) for v in voters]
         index = quorum_commit_index(matches)
         if index <= self._log.committed:
             return
@@ -839,10 +845,6 @@ class RaftNode:
         self._emit_commit()
         self._replicate_pending = True  # followers learn the new commit index promptly
         self._after_commit()
-
-    def _progress_match(self, peer: str) -> int:
-        progress = self._progress.get(peer)
-        return progress.match if progress is not None else 0
 
     def _after_commit(self) -> None:
         if self._reads_waiting and self._log.term(self._log.committed) == self.term:
@@ -955,7 +957,8 @@ class RaftNode:
         self._events.append(TraceEvent(kind, fields))
 
     def _emit_commit(self) -> None:
-        self._emit("commit", index=self._log.committed, term=self.term)
+        # `_emit`'s work without its keyword packing: every node emits this once per commit.
+        self._events.append(TraceEvent("commit", {"index": self._log.committed, "term": self.term}))
 
 
 _STEP_HANDLERS: dict[type, Callable[[RaftNode, Any], None]] = {

@@ -119,12 +119,12 @@ class MemoryStorage:
         self._snapshot = snapshot
 
     def _append(self, entries: Sequence[Entry]) -> None:
-        first = entries[0].index
-        assert first > self._offset, "appending entries that are already in the snapshot"
-        assert first <= self.last_index() + 1, f"gap in the log: {first} after {self.last_index()}"
-        del self._log[first - self._offset - 1 :]  # the new entries replace any conflicting suffix
-        self._log.extend(entries)
-        assert self._log[-1].index == self.last_index()
+        first, offset, log = entries[0].index, self._offset, self._log  # once per saved Ready
+        assert first > offset, "appending entries that are already in the snapshot"
+        assert first <= offset + len(log) + 1, f"gap in the log: {first} after {self.last_index()}"
+        del log[first - offset - 1 :]  # the new entries replace any conflicting suffix
+        log.extend(entries)
+        assert log[-1].index == offset + len(log)
 
 
 def _limit_bytes(chosen: Sequence[Entry], bytes_max: int) -> list[Entry]:
