@@ -148,9 +148,12 @@ class SimCluster:
         self._seq += 1
         heapq.heappush(self._heap, (max(at_ms, self.now), _AFTER_PEERS + self._seq, CALL, action, None))
 
-    def run_until(self, until_ms: float, *, on_step: Callable[[], None] | None = None) -> None:
+    def run_until(self, until_ms: float, *, stop_on_violation: bool = False) -> bool:
+        """Run every event due by `until_ms`; with `stop_on_violation`, stop right after the
+        event that gave the observer its first violation. True when it stopped so."""
         heap = self._heap
         pop, deliver, timer = heapq.heappop, self._deliver, self._timer  # the hot loop: locals
+        violations = self.observer.violations if stop_on_violation else None  # a list, read per event
         while heap and heap[0][0] <= until_ms:
             at, _seq, kind, a, b = pop(heap)
             self.now = at
@@ -161,9 +164,10 @@ class SimCluster:
                 timer(a, b)
             else:
                 a()
-            if on_step is not None:
-                on_step()
+            if violations:  # not a callback per event: ~10 events per proposal
+                return True
         self.now = max(self.now, until_ms)
+        return False
 
     # ---- node lifecycle ---------------------------------------------------------------------------
     def start(self, node_id: str) -> None:
@@ -338,16 +342,20 @@ class SimCluster:
         """Run the Ready contract for one node, let the observer look, and re-arm its timer."""
         raft = node.raft
         assert raft is not None
-        observer, send, apply, restore = self.observer, self._send, node.apply, node.restore
-        while raft.has_ready():  # a loop, not recursion: one has_ready() per Ready
+        on_ready, send, apply, restore = self.observer.on_ready, self._send, node.apply, node.restore
+        has_ready, snapshot_entries = raft.has_ready, self.snapshot_entries
+        while has_ready():  # a loop, not recursion: one has_ready() per Ready
             ready = handle_ready(raft, node.storage, send, apply, restore)
-            observer.on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
+            on_ready(node.id, node.lifetime, raft, ready, self.steps, self.now)
             if ready.events:
                 self._trace_events(node, ready)
             if ready.read_states and self.on_read is not None:
                 for read in ready.read_states:
                     self.on_read(node.id, read.context, read.index)
-            if self.snapshot_entries and raft.applied_index - raft.snapshot_index >= self.snapshot_entries:
+            # Only applies move `applied` up (a snapshot moves both ends): the test below was
+            # false after the previous Ready, so it can only have turned true with entries.
+            if (ready.committed_entries and snapshot_entries
+                    and raft.applied_index - raft.snapshot_index >= snapshot_entries):
                 self._take_snapshot(node)
             assert node.raft is raft, "a callback replaced the node mid-Ready"
         self._reschedule(node)
@@ -404,18 +412,22 @@ class SimCluster:
         self.snapshots_taken += 1
 
     def _trace_events(self, node: SimNode, ready: Ready) -> None:
-        local = node.clock.local(self.now)
+        now, node_id = self.now, node.id
+        clock = node.clock  # NodeClock.local, inlined
+        local = clock.local_base + clock.rate * (now - clock.true_base)
         raft = node.raft
         assert raft is not None
         length = raft.last_index - raft.snapshot_index
         if length > self.max_log_entries:
             self.max_log_entries = length
+        write, on_role, on_event = self.trace.write, self.on_role, self.on_event
         for event in ready.events:
-            self.trace.write(self.now, node.id, local, event.kind, event.fields)
-            if event.kind == "role" and self.on_role is not None:
-                self.on_role(node.id, event.fields["role"], event.fields["term"])
-            if self.on_event is not None:
-                self.on_event(node.id, event.kind, event.fields)
+            kind, fields = event.kind, event.fields
+            write(now, node_id, local, kind, fields)
+            if kind == "role" and on_role is not None:
+                on_role(node_id, fields["role"], fields["term"])
+            if on_event is not None:
+                on_event(node_id, kind, fields)
 
     # ---- inspection ---------------------------------------------------------------------------
     def leader(self) -> str | None:

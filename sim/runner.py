@@ -172,10 +172,6 @@ class FailoverMeter:
             self._acks.clear()
 
 
-class _Stopped(Exception):
-    """Raised out of the event loop right after the event that broke safety."""
-
-
 class Runner:
     def __init__(self, options: SimOptions) -> None:
         options.validate()
@@ -595,9 +591,7 @@ class Runner:
         follower whose committed entry conflicts, forever, duplicated into a message storm)."""
         if self.stopped:
             return
-        try:
-            self.cluster.run_until(until_ms, on_step=self._stop_on_violation)
-        except _Stopped:
+        if self.cluster.run_until(until_ms, stop_on_violation=True):
             self.stopped = True
 
     # ---- step by step (the stateful test drives a run this way; the result replays) ---------------
@@ -613,10 +607,6 @@ class Runner:
 
     def advance(self, ms: float) -> None:
         self._run_until(round(self.cluster.now + ms, 3))
-
-    def _stop_on_violation(self) -> None:
-        if self.cluster.observer.violations:
-            raise _Stopped
 
     def replay_schedule(self) -> FaultSchedule:
         """What happened so far, as a schedule `raftcron sim --replay` runs to this very moment."""
