@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from raft.config import RaftConfig
 from raft.errors import NotLeader, ProposalDropped
@@ -58,6 +58,20 @@ LEGAL_TRANSITIONS: frozenset[tuple[Role, Role]] = frozenset(
 )
 
 
+# Enum members as module constants: on CPython 3.11 `Role.LEADER` is a lookup through the
+# enum's metaclass (~55 ns), and the hot paths test roles and states ~30 times per proposal.
+_FOLLOWER: Final = Role.FOLLOWER
+_PRE_CANDIDATE: Final = Role.PRE_CANDIDATE
+_CANDIDATE: Final = Role.CANDIDATE
+_LEADER: Final = Role.LEADER
+_PROBE: Final = ReplicationState.PROBE
+_REPLICATE: Final = ReplicationState.REPLICATE
+_SNAPSHOT: Final = ReplicationState.SNAPSHOT
+_NORMAL: Final = EntryKind.NORMAL
+_NOOP: Final = EntryKind.NOOP
+_CONFIG: Final = EntryKind.CONFIG
+
+
 @dataclass(frozen=True, slots=True)
 class ConfChange:
     """One membership step (thesis §4.1: one server at a time)."""
@@ -90,7 +104,7 @@ class RaftNode:
         self._rng = rng
         self._now = now
         self._bugs = config.bugs
-        self.role = Role.FOLLOWER
+        self.role = _FOLLOWER
         self.leader: str | None = None
         self._msgs: list[Message] = []
         self._events: list[TraceEvent] = []
@@ -138,7 +152,7 @@ class RaftNode:
         self.term, self.vote = hard.term, hard.vote
         self._persisted = hard
         self._configs: list[tuple[int, Configuration]] = [
-            (e.index, decode_config(e.data)) for e in self._log.entries if e.kind is EntryKind.CONFIG
+            (e.index, decode_config(e.data)) for e in self._log.entries if e.kind is _CONFIG
         ]
         self._log.check()
 
@@ -187,14 +201,14 @@ class RaftNode:
 
     def next_deadline(self) -> float:
         """The local time at which `tick()` next has work to do (inf when none)."""
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             return min(self._heartbeat_deadline, self._quorum_deadline, self._transfer_deadline)
         return self._election_deadline
 
     # ---- inputs --------------------------------------------------------------------------------
     def tick(self, now: float) -> None:
         self._now = now
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             self._tick_leader(now)
         elif now >= self._election_deadline:
             if self._promotable():
@@ -205,7 +219,7 @@ class RaftNode:
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append a command; returns (index, term). The caller learns the outcome from applies."""
         self._check_can_propose()
-        entry = Entry(term=self.term, index=self._log.last_index + 1, kind=EntryKind.NORMAL, data=data)
+        entry = Entry(term=self.term, index=self._log.last_index + 1, kind=_NORMAL, data=data)
         self._log.append_new(entry)
         self._replicate_pending = True
         if len(self.config.voters) == 1:
@@ -221,7 +235,7 @@ class RaftNode:
         if self._configs and self._configs[-1][0] > self._log.committed:
             raise ProposalDropped("another configuration change is not yet committed")
         new_config = _apply_change(self.config, change)
-        entry = Entry(term=self.term, index=self._log.last_index + 1, kind=EntryKind.CONFIG,
+        entry = Entry(term=self.term, index=self._log.last_index + 1, kind=_CONFIG,
                       data=encode_config(new_config))
         self._log.append_new(entry)
         self._on_config_appended(entry.index, new_config)
@@ -238,7 +252,7 @@ class RaftNode:
         clock jumps, and only with check-quorum (followers refuse votes while in lease)."""
         if now is not None:
             self._now = now  # judge the lease by the caller's clock, not the last tick's
-        if self.role is not Role.LEADER:
+        if self.role is not _LEADER:
             raise NotLeader(self.leader)
         if "stale-read" in self._bugs:
             self._read_states.append(ReadState(context, self._log.committed))  # trusts itself: wrong
@@ -256,7 +270,7 @@ class RaftNode:
         until its clock advanced election_timeout_ms_min. With clock rates within 1 ± ρ, that
         takes at least min/(1+ρ) true time, which our clock measures as at least
         min·(1-ρ)/(1+ρ). Until then no other leader can exist."""
-        if self.role is not Role.LEADER or not self.cfg.check_quorum or self._transfer_target is not None:
+        if self.role is not _LEADER or not self.cfg.check_quorum or self._transfer_target is not None:
             return False
         if not self.cfg.lease_reads:
             return False  # followers may forget their promise on a closed connection
@@ -278,7 +292,7 @@ class RaftNode:
         that lost the leader too, and safety never depended on timing (docs/raft.md)."""
         self._now = now
         jitter = self.cfg.leader_loss_jitter_ms
-        if jitter is None or self.role is not Role.FOLLOWER or peer != self.leader or peer == self.id:
+        if jitter is None or self.role is not _FOLLOWER or peer != self.leader or peer == self.id:
             return
         if self.cfg.lease_reads:
             start = max(now, self._leader_contact + self.cfg.election_timeout_ms_min)
@@ -296,7 +310,7 @@ class RaftNode:
 
     def transfer_leadership(self, target: str) -> None:
         """Hand leadership to `target` (thesis §3.10): catch it up, then send TimeoutNow."""
-        if self.role is not Role.LEADER:
+        if self.role is not _LEADER:
             raise NotLeader(self.leader)
         if target == self.id or target not in self.config.voters:
             raise ProposalDropped(f"cannot transfer leadership to {target!r}: not another voter")
@@ -347,13 +361,13 @@ class RaftNode:
         )  # a commit index that alone moved is no reason for a Ready: it is volatile (Fig. 2)
 
     def ready(self) -> Ready:
-        if self._read_round_pending and self.role is Role.LEADER:
+        if self._read_round_pending and self.role is _LEADER:
             self._heartbeat_round(periodic=False)
-        if self._replicate_pending and self.role is Role.LEADER:
+        if self._replicate_pending and self.role is _LEADER:
             last = self._log.snapshot_index + len(self._log.entries)
             for peer, progress in self._progress.items():
                 # `_send_append`'s first test, here: after a commit no peer has anything new
-                if progress.state is not ReplicationState.REPLICATE or progress.next <= last:
+                if progress.state is not _REPLICATE or progress.next <= last:
                     self._send_append(peer)
         self._replicate_pending = False
         # The hard state goes out only when it must be synced anyway (term or vote moved, or
@@ -443,7 +457,7 @@ class RaftNode:
                                            pre_vote=True))
 
     def _handle_timeout_now(self, message: TimeoutNow) -> None:
-        if self.role is not Role.LEADER and self._promotable():
+        if self.role is not _LEADER and self._promotable():
             self._emit("timeout_now", src=message.src, term=self.term)
             self._campaign(transfer=True)
 
@@ -456,10 +470,10 @@ class RaftNode:
     def _become_follower(self, term: int, leader: str | None, *, reason: str, keep_timer: bool = False) -> None:
         assert term >= self.term
         was = self.role
-        keep_timer = keep_timer and was is Role.FOLLOWER and self._election_deadline != math.inf
+        keep_timer = keep_timer and was is _FOLLOWER and self._election_deadline != math.inf
         if term > self.term:
             self.term, self.vote = term, None
-        self._set_role(Role.FOLLOWER)
+        self._set_role(_FOLLOWER)
         self.leader = leader
         self._progress = {}
         self._votes = {}
@@ -468,18 +482,18 @@ class RaftNode:
         self._abandon_reads()
         if not keep_timer:
             self._reset_election_deadline()
-        if was is not Role.FOLLOWER or reason == "start":
+        if was is not _FOLLOWER or reason == "start":
             self._emit("role", role="follower", term=self.term, leader=leader, reason=reason)
 
     def _become_pre_candidate(self) -> None:
-        self._set_role(Role.PRE_CANDIDATE)
+        self._set_role(_PRE_CANDIDATE)
         self.leader = None
         self._votes = {}
         self._reset_election_deadline()
         self._emit("role", role="pre-candidate", term=self.term, leader=None, reason="election timeout")
 
     def _become_candidate(self, *, reason: str) -> None:
-        self._set_role(Role.CANDIDATE)
+        self._set_role(_CANDIDATE)
         self.term += 1
         self.vote = self.id
         self.leader = None
@@ -488,7 +502,7 @@ class RaftNode:
         self._emit("role", role="candidate", term=self.term, leader=None, reason=reason)
 
     def _become_leader(self) -> None:
-        self._set_role(Role.LEADER)
+        self._set_role(_LEADER)
         self.leader = self.id
         last = self._log.last_index
         # sorted: a frozenset's order follows PYTHONHASHSEED, and this order is the order of messages
@@ -497,7 +511,7 @@ class RaftNode:
         self._heartbeat_deadline = self._now  # heartbeat at once: "sends empty AppendEntries" (§5.2)
         self._quorum_deadline = self._now + self.cfg.election_timeout_ms_max
         self._emit("role", role="leader", term=self.term, leader=self.id, reason="won election")
-        noop = Entry(term=self.term, index=last + 1, kind=EntryKind.NOOP)
+        noop = Entry(term=self.term, index=last + 1, kind=_NOOP)
         self._log.append_new(noop)  # commit an entry of our term to learn what is committed (§8)
         self._maybe_commit()
         self._replicate_pending = True
@@ -522,7 +536,7 @@ class RaftNode:
         keeps the promise even if it no longer knows the leader (e.g. just restarted)."""
         if not self.cfg.check_quorum:
             return False
-        if self.role is Role.LEADER:
+        if self.role is _LEADER:
             return True
         return self._now - self._leader_contact < self.cfg.election_timeout_ms_min
 
@@ -564,8 +578,8 @@ class RaftNode:
                                        pre_vote=m.pre_vote))
 
     def _handle_vote_response(self, m: RequestVoteResponse) -> None:
-        expected_pre = self.role is Role.PRE_CANDIDATE
-        if self.role not in (Role.PRE_CANDIDATE, Role.CANDIDATE) or m.pre_vote != expected_pre:
+        expected_pre = self.role is _PRE_CANDIDATE
+        if self.role not in (_PRE_CANDIDATE, _CANDIDATE) or m.pre_vote != expected_pre:
             return
         if m.src not in self.config.voters:
             return
@@ -579,7 +593,7 @@ class RaftNode:
         granted = sum(1 for node, ok in self._votes.items() if ok and node in voters)
         rejected = sum(1 for node, ok in self._votes.items() if not ok and node in voters)
         if granted >= needed:
-            if self.role is Role.PRE_CANDIDATE:
+            if self.role is _PRE_CANDIDATE:
                 self._campaign_after_pre_vote()
             else:
                 self._become_leader()
@@ -602,9 +616,9 @@ class RaftNode:
 
     # ---- replication: follower side ----------------------------------------------------------------
     def _handle_append(self, m: AppendEntries) -> None:
-        if self.role is not Role.FOLLOWER:
+        if self.role is not _FOLLOWER:
             self._become_follower(self.term, m.src, reason="leader of this term")
-        assert self.role is Role.FOLLOWER
+        assert self.role is _FOLLOWER
         self.leader = m.src
         self._leader_contact = self._now
         self._reset_election_deadline()
@@ -651,13 +665,13 @@ class RaftNode:
         if self._configs and self._configs[-1][0] >= first_index:  # kept in index order
             self._configs = [(i, c) for i, c in self._configs if i < first_index]
         for entry in self._log.entries[first_index - self._log.snapshot_index - 1:]:
-            if entry.kind is EntryKind.CONFIG:
+            if entry.kind is _CONFIG:
                 self._configs.append((entry.index, decode_config(entry.data)))
                 self._emit("config", index=entry.index, voters=sorted(self._configs[-1][1].voters),
                            learners=sorted(self._configs[-1][1].learners))
 
     def _handle_snapshot_chunk(self, m: InstallSnapshot) -> None:
-        if self.role is not Role.FOLLOWER:
+        if self.role is not _FOLLOWER:
             self._become_follower(self.term, m.src, reason="leader of this term")
         self.leader = m.src
         self._leader_contact = self._now
@@ -734,15 +748,15 @@ class RaftNode:
             if periodic:
                 stalled = not progress.acked
                 progress.acked = False
-                if progress.state is ReplicationState.SNAPSHOT and stalled:
+                if progress.state is _SNAPSHOT and stalled:
                     self._send_snapshot_chunk(peer, progress)
                 elif stalled and progress.match < self._log.last_index:
-                    if progress.state is ReplicationState.PROBE:
+                    if progress.state is _PROBE:
                         progress.probe_sent = False  # resend the same probe, not the whole log
                     else:
                         progress.become_probe()
                     self._send_append(peer)
-            if progress.state is ReplicationState.SNAPSHOT:
+            if progress.state is _SNAPSHOT:
                 continue
             prev_term = self._log.term(progress.match)
             if prev_term is None:
@@ -757,10 +771,10 @@ class RaftNode:
         state = progress.state
         log = self._log
         last = log.snapshot_index + len(log.entries)  # log.last_index; ~12 calls per proposal
-        if state is ReplicationState.REPLICATE:
+        if state is _REPLICATE:
             if progress.next > last:
                 return  # nothing new (the common case); heartbeats carry the commit index
-        elif state is ReplicationState.SNAPSHOT or progress.probe_sent:
+        elif state is _SNAPSHOT or progress.probe_sent:
             return
         if len(progress.inflight) >= self.cfg.inflight_messages_max:
             return
@@ -773,14 +787,14 @@ class RaftNode:
         entries = tuple(log.slice(progress.next, hi, self.cfg.bytes_per_message_max)) if progress.next <= last else ()
         self._msgs.append(AppendEntries(src=self.id, dst=peer, term=self.term, prev_log_index=prev,
                                         prev_log_term=prev_term, entries=entries, commit=log.committed))
-        if progress.state is ReplicationState.PROBE:
+        if progress.state is _PROBE:
             progress.probe_sent = True
         elif entries:
             progress.next = entries[-1].index + 1
             progress.inflight.append(entries[-1].index)
 
     def _handle_append_response(self, m: AppendEntriesResponse) -> None:
-        if self.role is not Role.LEADER or m.src not in self._progress:
+        if self.role is not _LEADER or m.src not in self._progress:
             return
         progress = self._progress[m.src]
         progress.recent_active = True
@@ -801,9 +815,9 @@ class RaftNode:
         # (it only ever moves up to an index some quorum already held), so skip the count.
         if progress.ack(match_index) and match_index > self._log.committed:
             self._maybe_commit()
-            if self.role is not Role.LEADER:
+            if self.role is not _LEADER:
                 return  # it committed its own removal and stepped down (thesis §4.2.2)
-        if progress.state is ReplicationState.PROBE and progress.match >= progress.next - 1:
+        if progress.state is _PROBE and progress.match >= progress.next - 1:
             # Only the probe's own reply (or a later one) ends probing: a heartbeat reply that
             # repeats an older match point would restart replication below what is in flight.
             progress.become_replicate()
@@ -813,10 +827,10 @@ class RaftNode:
 
     def _on_append_rejected(self, peer: str, progress: Progress, m: AppendEntriesResponse) -> None:
         """Back off `next`, skipping a whole conflicting term when the hints allow (§5.3)."""
-        if progress.state is ReplicationState.REPLICATE:
+        if progress.state is _REPLICATE:
             if m.reject_index <= progress.match:
                 return  # stale: we already know the follower matches beyond this point
-        elif progress.state is ReplicationState.PROBE:
+        elif progress.state is _PROBE:
             if m.reject_index != progress.next - 1:
                 return  # stale reply to an earlier probe
         else:
@@ -857,7 +871,7 @@ class RaftNode:
     def _start_snapshot(self, peer: str, progress: Progress) -> None:
         meta = self._storage.snapshot_meta()
         assert meta is not None, "log compacted but storage has no snapshot"
-        progress.state = ReplicationState.SNAPSHOT
+        progress.state = _SNAPSHOT
         progress.snapshot_meta = meta
         progress.snapshot_offset = 0
         progress.inflight.clear()
@@ -875,11 +889,11 @@ class RaftNode:
                                    offset=offset, data=chunk, done=done))
 
     def _handle_snapshot_response(self, m: InstallSnapshotResponse) -> None:
-        if self.role is not Role.LEADER or m.src not in self._progress:
+        if self.role is not _LEADER or m.src not in self._progress:
             return
         progress = self._progress[m.src]
         progress.acked = progress.recent_active = True
-        if progress.state is not ReplicationState.SNAPSHOT or progress.snapshot_meta is None:
+        if progress.state is not _SNAPSHOT or progress.snapshot_meta is None:
             return
         if m.index != progress.snapshot_meta.index:
             return
@@ -894,7 +908,7 @@ class RaftNode:
 
     # ---- membership ------------------------------------------------------------------------------
     def _check_can_propose(self) -> None:
-        if self.role is not Role.LEADER:
+        if self.role is not _LEADER:
             raise NotLeader(self.leader)
         if self._transfer_target is not None:
             raise ProposalDropped(f"leadership transfer to {self._transfer_target} in progress")

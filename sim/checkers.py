@@ -21,12 +21,15 @@ applied and became. Each property is checked incrementally, in O(1) per entry:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from raft.messages import Entry, EntryKind
 from raft.node import RaftNode
 from raft.progress import Role
 from raft.ready import Ready
+
+_LEADER: Final = Role.LEADER  # bound once (see raft/node.py)
+_NORMAL: Final = EntryKind.NORMAL
 
 
 @dataclass(slots=True)
@@ -108,7 +111,7 @@ class SafetyObserver:
                 return
 
     def _check_entries(self, node: RaftNode, entries: list[Entry], ctx: tuple[str, int, float]) -> None:
-        if node.role is Role.LEADER:
+        if node.role is _LEADER:
             key = (ctx[0], node.term)
             persisted = self.leader_persisted.get(key, 0)
             if entries[0].index <= persisted:
@@ -133,7 +136,7 @@ class SafetyObserver:
         if seen is None:
             self.committed[entry.index] = (entry.term, entry.data)
             self.max_committed = max(self.max_committed, entry.index)
-            if entry.kind is EntryKind.NORMAL:
+            if entry.kind is _NORMAL:
                 self.normal_committed += 1
         elif seen != (entry.term, entry.data):
             self._flag("state_machine_safety",

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 from raft.config import RaftConfig
 from raft.driver import handle_ready
@@ -33,6 +33,9 @@ from sim.trace import TraceWriter
 
 DELIVER, TIMER, CALL = 0, 1, 2
 _AFTER_PEERS = 1 << 62  # sequence offset: sorts after every ordinary event of the same time
+# Enum members bound once: `Role.LEADER` costs a metaclass lookup on CPython 3.11 (raft/node.py).
+_LEADER: Final = Role.LEADER
+_NORMAL: Final = EntryKind.NORMAL
 
 
 def _unbound(_value: Any) -> None:
@@ -391,7 +394,7 @@ class SimCluster:
             heapq.heappush(heap, (now + delay, self._seq, DELIVER, message, None))
 
     def _apply(self, node: SimNode, entry: Entry) -> None:
-        if entry.kind is EntryKind.NORMAL:
+        if entry.kind is _NORMAL:
             result = node.sm.apply(entry.index, entry.data)
         else:
             node.sm.skip(entry.index)
@@ -433,10 +436,11 @@ class SimCluster:
     def leader(self) -> str | None:
         """The live, unpaused leader with the highest term, if any."""
         best: tuple[int, str] | None = None
-        for node in self.nodes.values():
-            if node.alive and not node.paused and node.raft is not None and node.raft.role is Role.LEADER:
-                if best is None or node.raft.term > best[0]:
-                    best = (node.raft.term, node.id)
+        for node in self.nodes.values():  # once per proposal: the role constant, bound
+            raft = node.raft
+            if node.alive and not node.paused and raft is not None and raft.role is _LEADER:
+                if best is None or raft.term > best[0]:
+                    best = (raft.term, node.id)
         return best[1] if best else None
 
     def live(self) -> list[str]:

@@ -48,7 +48,8 @@ class Network:
         opts = self.options
         if opts.loss_probability or opts.duplicate_probability or opts.reorder_probability:
             return None
-        if (src, dst) in self.blocked:
+        blocked = self.blocked
+        if blocked and (src, dst) in blocked:  # most runs have no partition: no tuple then
             return None
         self.sent += 1
         low = opts.latency_ms_min  # Random.uniform's formula, minus a Python call
