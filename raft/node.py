@@ -178,6 +178,11 @@ class RaftNode:
         return self._log.snapshot_index
 
     @property
+    def log_length(self) -> int:
+        """Entries held after the snapshot: `last_index - snapshot_index`, in one call."""
+        return len(self._log.entries)
+
+    @property
     def applied_index(self) -> int:
         return self._log.applied
 
@@ -794,9 +799,9 @@ class RaftNode:
             progress.inflight.append(entries[-1].index)
 
     def _handle_append_response(self, m: AppendEntriesResponse) -> None:
-        if self.role is not _LEADER or m.src not in self._progress:
+        progress = self._progress.get(m.src)
+        if self.role is not _LEADER or progress is None:
             return
-        progress = self._progress[m.src]
         progress.recent_active = True
         # A heartbeat reply that only repeats the old match point does not show that appends
         # get through; counting it as an ack would hide a lost AppendEntries forever (§5.3).
@@ -823,7 +828,8 @@ class RaftNode:
             progress.become_replicate()
         if self._transfer_target == peer and progress.match == self._log.last_index and not self._transfer_sent:
             self._send_timeout_now(peer)
-        self._send_append(peer)
+        if progress.state is not _REPLICATE or progress.next <= self._log.snapshot_index + len(self._log.entries):
+            self._send_append(peer)  # else nothing new: `_send_append`'s first test, minus the call
 
     def _on_append_rejected(self, peer: str, progress: Progress, m: AppendEntriesResponse) -> None:
         """Back off `next`, skipping a whole conflicting term when the hints allow (§5.3)."""

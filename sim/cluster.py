@@ -420,7 +420,7 @@ class SimCluster:
         local = clock.local_base + clock.rate * (now - clock.true_base)
         raft = node.raft
         assert raft is not None
-        length = raft.last_index - raft.snapshot_index
+        length = raft.log_length
         if length > self.max_log_entries:
             self.max_log_entries = length
         write, on_role, on_event = self.trace.write, self.on_role, self.on_event
