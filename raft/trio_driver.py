@@ -1,12 +1,15 @@
 """`RaftRuntime`: one real Raft node on trio, driving the sans-IO `RaftNode`.
 
 Rules:
-  1. One task owns the node: only it steps messages, ticks, and takes and advances Readys.
-     Other tasks (HTTP handlers, the transport) only append to bounded queues, or call
-     `propose`, `propose_config_change` or `transfer_leadership`, which append to the node's
-     log and outbox; that is safe even while the owner awaits a save (trio is cooperative,
-     and those calls touch nothing the Ready being handled holds: the next Ready hands them
-     out).
+  1. One task owns the node: only it steps messages, ticks, appends proposals, and takes and
+     advances Readys. Other tasks (HTTP handlers, the transport) only append to bounded
+     queues (`propose` and `change_config` queue the append and wait for its answer), or call
+     `transfer_leadership`; that is safe even while the owner awaits a save (trio is
+     cooperative, and it touches nothing the Ready being handled holds). The owner appends the
+     queued proposals after it has answered the ones just committed and let their tasks run,
+     so their next proposals join the same Ready and the same save (group commit; at W
+     outstanding proposals a save carries about W entries, where appending at once split
+     them across two saves in flight).
   2. The Ready contract is `raft.driver.handle_ready_async`, the same four steps as the
      simulator's `handle_ready`: persist (one synced LMDB transaction), then send, then apply,
      then advance; but a leader sends its entries before its own save (thesis §10.2.1,
@@ -104,14 +107,17 @@ class RuntimeStats:
 
 
 class _Waiter:
-    """A one-shot answer for one waiting task."""
+    """A one-shot answer for one waiting task. `index` is set once the proposal it waits for
+    is in the log; `abandoned` once nobody waits any more (the owner then skips it)."""
 
-    __slots__ = ("event", "value", "error")
+    __slots__ = ("event", "value", "error", "index", "abandoned")
 
     def __init__(self) -> None:
         self.event = trio.Event()
         self.value: Any = None
         self.error: BaseException | None = None
+        self.index: int | None = None
+        self.abandoned = False
 
     def resolve(self, value: Any) -> None:
         if not self.event.is_set():
@@ -133,8 +139,7 @@ class _Waiter:
         return self.value
 
 
-def _probe_proposal(index: int) -> None:
-    context = latency_probe.request_context.get()
+def _probe_proposal(index: int, context: list[int] | None) -> None:
     if context is not None:
         context[1] = index
         latency_probe.mark("http_request", index, context[0])
@@ -192,6 +197,9 @@ class RaftRuntime:
         self._inbox: deque[Message | str] = deque()  # a str: that peer's connection closed
         self._wakeup = trio.Event()
         self._proposals: dict[int, tuple[int, _Waiter]] = {}
+        # Proposals not yet in the log: the owner appends them (`_take_proposals`) after it
+        # answered the ones just committed, so that their next proposals join the same save.
+        self._queued: deque[tuple[Callable[[], tuple[int, int]], _Waiter, list[int] | None]] = deque()
         self._reads = _Reads()
         self._applied_changed = trio.Event()
         self._role_changed = trio.Event()
@@ -231,35 +239,54 @@ class RaftRuntime:
         await self._append_and_wait(lambda: self.node.propose_config_change(change), timeout_s)
 
     async def _append_and_wait(self, append: Callable[[], tuple[int, int]], timeout_s: float) -> Any:
-        if len(self._proposals) >= self.options.proposals_pending_max:
+        """Queue the append for the owner task (`_take_proposals`) and wait for the answer."""
+        if len(self._proposals) + len(self._queued) >= self.options.proposals_pending_max:
             self.stats.proposals_rejected += 1
             raise ProposalDropped("too many proposals in flight; retry later")
-        try:
-            index, term = append()
-        except (NotLeader, ProposalDropped):
+        if self.node.role is not Role.LEADER:
             self.stats.proposals_rejected += 1
-            raise
-        self.stats.proposals += 1
-        earlier = self._proposals.get(index)
-        if earlier is not None:  # our older entry at this index was truncated away
-            earlier[1].fail(ProposalDropped(f"entry {index} of term {earlier[0]} was replaced"))
+            raise NotLeader(self.node.leader)
         waiter = _Waiter()
-        self._proposals[index] = (term, waiter)
+        context = latency_probe.request_context.get() if latency_probe.ENABLED else None
+        self._queued.append((append, waiter, context))
         self._wakeup.set()
-        if latency_probe.ENABLED:
-            _probe_proposal(index)
         try:
-            result = await waiter.wait(timeout_s, f"proposal at index {index}")
-            if latency_probe.ENABLED:
-                latency_probe.mark("handler_resumed", index)
+            result = await waiter.wait(timeout_s, "proposal")
+            if latency_probe.ENABLED and waiter.index is not None:
+                latency_probe.mark("handler_resumed", waiter.index)
             return result
         except ProposalTimeout:
             self.stats.proposals_timed_out += 1
             raise
         finally:
-            current = self._proposals.get(index)
-            if current is not None and current[1] is waiter:
-                del self._proposals[index]
+            waiter.abandoned = True
+            index = waiter.index
+            if index is not None:
+                current = self._proposals.get(index)
+                if current is not None and current[1] is waiter:
+                    del self._proposals[index]
+
+    def _take_proposals(self) -> None:
+        """Append every queued proposal to the node's log, in arrival order (Rule 1): they
+        leave in the next Ready together, one AppendEntries per follower and one save."""
+        queued, self._queued = self._queued, deque()
+        for append, waiter, context in queued:
+            if waiter.abandoned:
+                continue
+            try:
+                index, term = append()
+            except (NotLeader, ProposalDropped) as error:
+                self.stats.proposals_rejected += 1
+                waiter.fail(error)
+                continue
+            self.stats.proposals += 1
+            earlier = self._proposals.get(index)
+            if earlier is not None:  # our older entry at this index was truncated away
+                earlier[1].fail(ProposalDropped(f"entry {index} of term {earlier[0]} was replaced"))
+            waiter.index = index
+            self._proposals[index] = (term, waiter)
+            if latency_probe.ENABLED:
+                _probe_proposal(index, context)
 
     async def read_index(self, *, timeout_s: float) -> int:
         """A linearizable read point (thesis §6.4): returns once this leader confirmed it still
@@ -318,8 +345,18 @@ class RaftRuntime:
                     self.node.step(item, now)
             self._issue_reads()
             self.node.tick(now)
+            committed = self.stats.proposals_committed
             await self._process()
-            await trio.sleep(0)  # a checkpoint even when input never stops arriving
+            # A checkpoint even when input never stops arriving. Proposers answered just now
+            # run in it and queue their next proposal (trio may run a batch in reverse order,
+            # so a second checkpoint when there are any), and the save below holds them too:
+            # with W proposals outstanding, a save carries about W entries, not half.
+            await trio.sleep(0)
+            if self.stats.proposals_committed != committed:
+                await trio.sleep(0)
+            if self._queued:
+                self._take_proposals()
+                await self._process()
 
     async def _process(self) -> None:
         for _ in range(self.options.ready_rounds_max):
