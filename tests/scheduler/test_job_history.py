@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -53,9 +54,7 @@ def test_executions_read_back_as_written_newest_kept(written: list[tuple[Any, ..
     assert (packed, packed_count) == (blob, count)
 
 
-def test_snapshot_bytes_are_those_of_plain_lists() -> None:
-    """The snapshot is packed row by row from the packed histories; the bytes must be what
-    packing the whole structure of plain lists at once gives (format 1, unchanged)."""
+def _state_with_full_histories() -> SchedulerState:
     m = SchedulerStateMachine()
     for i in range(3):
         assert m.apply_command(PutJob(now_ms=1_000, job={"name": f"j{i}",
@@ -66,15 +65,49 @@ def test_snapshot_bytes_are_those_of_plain_lists() -> None:
         job.note(Outcome("j1", "fired", tick, tick, 1, "", "schedule", 1))
         job.note_execution(tick, 0, "succeeded" if k % 3 else "odd", 1, 16)
     job.note(Outcome("j1", "missed", 90_000, 99_000, 10, "late"))
-    state = m.state
+    job.note(Outcome("other", "fired", 99_000, 99_000, 1, "new-reason", "new-trigger", 2))
+    return m.state
+
+
+def test_snapshot_format_2_holds_the_packed_histories_as_they_are() -> None:
+    """Format 2 packs each job row with its two history buffers and their counts; the bytes
+    are what packing the whole structure of plain lists at once gives."""
+    state = _state_with_full_histories()
     rows = [[j.spec.to_json(), j.version, j.anchor_ms, j.cursor_ms, j.state, j.fired, j.skipped,
              j.missed, j.live_executions, j.last_run_ms, j.last_success_ms, j.last_error_ms,
-             [_outcome_fields(o) for o in j.recent], j.recent_executions]
+             j._recent, j._recent_count, j._executions, j._executions_count]
             for j in state.jobs.values()]
-    expected = msgpack.packb([1, state.applied_index, rows, [], [], [], [], [], [], state.totals],
+    expected = msgpack.packb([2, state.applied_index, rows, [], [], [], [], [], [], state.totals],
                              use_bin_type=True)
     assert state.snapshot() == expected
+    job = state.jobs["j1"]
     assert len(job.recent) == RECENT_MAX and len(job.recent_executions) == 16
     restored = SchedulerState.restore(expected)
     assert restored.snapshot() == expected
     assert restored.jobs["j1"].recent == job.recent
+    assert restored.jobs["j1"].recent_executions == job.recent_executions
+
+
+def test_a_format_1_snapshot_still_restores_to_the_same_state() -> None:
+    """Snapshots written before format 2 (histories as rows of plain fields) are still read."""
+    state = _state_with_full_histories()
+    rows = [[j.spec.to_json(), j.version, j.anchor_ms, j.cursor_ms, j.state, j.fired, j.skipped,
+             j.missed, j.live_executions, j.last_run_ms, j.last_success_ms, j.last_error_ms,
+             [_outcome_fields(o) for o in j.recent], j.recent_executions]
+            for j in state.jobs.values()]
+    format_1 = msgpack.packb([1, state.applied_index, rows, [], [], [], [], [], [], state.totals],
+                             use_bin_type=True)
+    restored = SchedulerState.restore(format_1)
+    assert restored.snapshot() == state.snapshot()
+    assert restored.jobs["j1"].recent == state.jobs["j1"].recent
+
+
+def test_an_unknown_snapshot_format_or_a_malformed_job_row_is_refused() -> None:
+    state = _state_with_full_histories()
+    with pytest.raises(ValueError, match="unknown scheduler snapshot format 3"):
+        SchedulerState.restore(msgpack.packb([3, 0, [], [], [], [], [], [], [], {}]))
+    row = msgpack.unpackb(state.snapshot(), raw=False, strict_map_key=False)[2][0]
+    row[12] = "not bytes"
+    with pytest.raises(ValueError, match="malformed job row"):
+        SchedulerState.restore(msgpack.packb([2, 0, [row], [], [], [], [], [], [], {}],
+                                             use_bin_type=True))
