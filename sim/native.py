@@ -33,7 +33,7 @@ PACKAGES = ("raft", "sim")
 MODULES = (
     "raft/messages.py", "raft/log.py", "raft/progress.py", "raft/node.py", "raft/storage.py",
     "raft/driver.py", "raft/ready.py", "sim/clock.py", "sim/network.py", "sim/checkers.py",
-    "sim/cluster.py", "sim/trace.py", "sim/statemachine.py",
+    "sim/cluster.py", "sim/trace.py", "sim/statemachine.py", "sim/runner.py",
 )
 
 

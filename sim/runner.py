@@ -7,6 +7,7 @@ their own sub-seed), so a seed names a run. The summary's `trace_sha256` fingerp
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]
 
 from raft.errors import NotLeader, ProposalDropped
 from raft.messages import AppendEntries, Message
@@ -89,7 +90,8 @@ class SimOptions:
         for name, value in obj.items():
             default = getattr(defaults, name)
             if dataclasses.is_dataclass(default):
-                value = type(default)(**value)
+                options_type: Callable[..., Any] = type(default)  # typed so mypyc compiles this module
+                value = options_type(**value)
             elif isinstance(default, frozenset):
                 value = frozenset(value)
             kwargs[name] = value
@@ -273,7 +275,7 @@ class Runner:
         for node, rate in self.schedule.clock_rates.items():
             cluster.nodes[node].clock.set_rate(0.0, rate)
         for action in self.schedule.actions:
-            cluster.call_after_peers(action.at_ms, lambda a=action: self._run_action(a))
+            cluster.call_after_peers(action.at_ms, functools.partial(self._run_action, action))
 
     def _resolve(self, target: str | None) -> str | None:
         cluster = self.cluster
@@ -494,7 +496,7 @@ class Runner:
             action, node = self._membership_goals[0]
             leader = cluster.leader()
             raft = cluster.nodes[leader].raft if leader is not None else None
-            if raft is None:
+            if leader is None or raft is None:
                 break
             committed = raft.config_at(raft.commit_index)
             done = {"add_learner": node in committed.members, "promote": node in committed.voters,
