@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from scheduler.server.http_server import HttpServerOptions, serve_http
+from scheduler.server.http_server import HttpServerOptions, _parse_head, _Refused, serve_http
 
 Scope = dict[str, Any]
 DEADLINE_S = 10.0
@@ -252,3 +254,41 @@ def test_an_oversized_head_gets_431_and_a_slow_one_408_and_an_idle_connection_is
         assert await client.closed()  # idle past keep_alive_s: closed without a response
 
     run(body, options=options)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_request_head_is_parsed_or_refused_never_an_unexpected_error(head: bytes) -> None:
+    try:
+        request = _parse_head(head)
+    except _Refused as refused:
+        assert 400 <= refused.status < 600
+    else:
+        assert request.method and request.version in ("1.0", "1.1") and request.length >= 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=12))
+def test_requests_split_at_any_byte_get_the_same_answers(cuts: list[int]) -> None:
+    """Three pipelined requests (length, chunked and bodiless) sent in arbitrary pieces."""
+    wire = (b"PUT /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+            b"POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+            b"GET /c?q=1 HTTP/1.1\r\n\r\n")
+    pieces, at = [], 0
+    for cut in cuts:
+        if at < len(wire):
+            pieces.append(wire[at:at + cut])
+            at += cut
+    pieces.append(wire[at:])
+
+    async def body(connect: Callable[[], Awaitable[Client]]) -> None:
+        client = await connect()
+        for piece in pieces:
+            if piece:
+                await client.send(piece)
+                await trio.lowlevel.checkpoint()
+        seen = [json.loads((await client.response())[2]) for _ in range(3)]
+        assert [(s["path"], s["body"], s["query"]) for s in seen] == [
+            ("/a", "hello", ""), ("/b", "abcde", ""), ("/c", "", "q=1")]
+
+    run(body)
