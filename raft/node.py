@@ -385,14 +385,16 @@ class RaftNode:
         committed, applied = log.committed, log.applied
         changed = (self.term != persisted.term or self.vote != persisted.vote
                    or ((entries or self._pending_snapshot is not None) and committed != persisted.commit))
+        # Positional, in field order: calling a class with keywords builds a dict for its
+        # `__init__` (~0.2 us more), and every input of every node ends in a Ready.
         ready = Ready(
-            hard_state=HardState(term=self.term, vote=self.vote, commit=committed) if changed else None,
-            entries=entries,
-            snapshot=self._pending_snapshot,
-            messages=self._msgs,
-            committed_entries=log.entries[applied + 1 - base:committed + 1 - base] if committed > applied else [],
-            read_states=self._read_states,
-            events=self._events,
+            HardState(term=self.term, vote=self.vote, commit=committed) if changed else None,  # hard_state
+            entries,  # entries
+            self._pending_snapshot,  # snapshot
+            self._msgs,  # messages
+            log.entries[applied + 1 - base:committed + 1 - base] if committed > applied else [],  # committed_entries
+            self._read_states,  # read_states
+            self._events,  # events
         )
         self._msgs, self._events, self._read_states = [], [], []
         return ready
