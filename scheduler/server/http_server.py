@@ -10,8 +10,9 @@ closed whenever its state is in doubt.
 
 Bounds (bad input gets an error and changes nothing):
   * a request head (request line + headers) of at most `head_bytes_max`, else 431;
-  * a connection idle between requests for `keep_alive_s` is closed, and a head or body that
-    stops arriving for `read_timeout_s` gets 408 (a slow client cannot hold a task forever);
+  * a connection idle between requests for `keep_alive_s` is closed; a head that is not whole
+    `read_timeout_s` after its first byte, or a body that stops arriving for that long, gets
+    408 (a slow client cannot hold a task for long);
   * request bodies are handed to the app in pieces as they arrive: the app bounds them
     (scheduler/http_api.py Rule 4) and the connection is closed after a response that left
     part of a body unread, rather than reading the rest.
@@ -111,19 +112,24 @@ class _Connection:
             if not keep:
                 return
 
-    async def _receive_some(self, timeout_s: float, *, idle: bool) -> bytes:
-        with trio.move_on_after(timeout_s):
+    async def _receive_some(self, timeout_s: float, *, idle: bool = False,
+                            deadline: float | None = None) -> bytes:
+        """The next bytes; by `deadline` if given, else within `timeout_s`."""
+        with trio.move_on_at(trio.current_time() + timeout_s if deadline is None else deadline):
             data = await self.stream.receive_some(READ_BYTES)
             if not data:
                 raise _Closed()
             return data
         if idle:
             raise _Closed()
-        raise _Refused(408, f"the request did not arrive within {timeout_s:g} s")
+        raise _Refused(408, f"the request did not arrive within {self.options.read_timeout_s:g} s")
 
     async def _read_head(self) -> bytes:
         buffer, bound = self.buffer, self.options.head_bytes_max
         start = 0
+        # A head must arrive whole within read_timeout_s of its first byte: a client that
+        # trickles a byte at a time cannot hold the connection for long.
+        deadline = trio.current_time() + self.options.read_timeout_s if buffer else None
         while True:
             end = buffer.find(b"\r\n\r\n", start)
             if end >= 0:
@@ -135,14 +141,15 @@ class _Connection:
             if len(buffer) > bound:
                 break
             start = max(0, len(buffer) - 3)
-            idle = not buffer
-            buffer += await self._receive_some(
-                self.options.keep_alive_s if idle else self.options.read_timeout_s, idle=idle)
-            if idle:
+            if not buffer:
+                buffer += await self._receive_some(self.options.keep_alive_s, idle=True)
                 # Tolerate blank lines between requests (RFC 9112 §2.2).
                 while buffer[:2] == b"\r\n":
                     del buffer[:2]
                 start = 0
+                deadline = trio.current_time() + self.options.read_timeout_s
+            else:
+                buffer += await self._receive_some(self.options.read_timeout_s, deadline=deadline)
         raise _Refused(431, f"the request line and headers exceed {bound} bytes")
 
     async def _refuse(self, refused: _Refused) -> None:
@@ -298,7 +305,7 @@ class _Exchange:
         else:
             if not connection.buffer:
                 connection.buffer += await connection._receive_some(
-                    connection.options.read_timeout_s, idle=False)
+                    connection.options.read_timeout_s)
             take = min(self.remaining, len(connection.buffer))
             body = bytes(connection.buffer[:take])
             del connection.buffer[:take]
@@ -312,8 +319,7 @@ class _Exchange:
         while (end := connection.buffer.find(b"\r\n")) < 0:
             if len(connection.buffer) > 4096:
                 raise _Refused(400, "malformed chunked body")
-            connection.buffer += await connection._receive_some(connection.options.read_timeout_s,
-                                                                idle=False)
+            connection.buffer += await connection._receive_some(connection.options.read_timeout_s)
         line = bytes(connection.buffer[:end])
         del connection.buffer[:end + 2]
         return line
@@ -336,8 +342,7 @@ class _Exchange:
                 return b""
             self.remaining = size
         if not connection.buffer:
-            connection.buffer += await connection._receive_some(connection.options.read_timeout_s,
-                                                                idle=False)
+            connection.buffer += await connection._receive_some(connection.options.read_timeout_s)
         take = min(self.remaining, len(connection.buffer))
         body = bytes(connection.buffer[:take])
         del connection.buffer[:take]

@@ -292,3 +292,30 @@ def test_requests_split_at_any_byte_get_the_same_answers(cuts: list[int]) -> Non
             ("/a", "hello", ""), ("/b", "abcde", ""), ("/c", "", "q=1")]
 
     run(body)
+
+
+def test_a_head_trickled_a_byte_at_a_time_gets_408_once_its_whole_time_is_up() -> None:
+    """Each byte comes well within read_timeout_s of the last, but the head as a whole does
+    not: the connection is refused instead of being held for as long as the client likes."""
+    options = HttpServerOptions(read_timeout_s=0.3)
+
+    async def body(connect: Callable[[], Awaitable[Client]]) -> None:
+        client = await connect()
+        started = trio.current_time()
+
+        async def trickle() -> None:
+            for byte in b"GET /a HTTP/1.1\r\nX-Slow: " + b"z" * 1000:
+                try:
+                    await client.send(bytes([byte]))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                await trio.sleep(0.05)  # the slow client itself, not a wait for a condition
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trickle)
+            status, _, _ = await client.response()
+            nursery.cancel_scope.cancel()
+        assert status == 408
+        assert trio.current_time() - started < 3.0
+
+    run(body, options=options)
