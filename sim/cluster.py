@@ -36,6 +36,7 @@ _AFTER_PEERS = 1 << 62  # sequence offset: sorts after every ordinary event of t
 # Enum members bound once: `Role.LEADER` costs a metaclass lookup on CPython 3.11 (raft/node.py).
 _LEADER: Final = Role.LEADER
 _NORMAL: Final = EntryKind.NORMAL
+_INF: Final = math.inf
 
 
 def _unbound(_value: Any) -> None:
@@ -367,8 +368,8 @@ class SimCluster:
         raft = node.raft
         assert raft is not None
         deadline = raft.next_deadline()
-        if deadline == math.inf:
-            at = math.inf
+        if deadline == _INF:
+            at = _INF
         else:  # NodeClock.true_at, inlined: once per Ready batch
             clock = node.clock
             at = clock.true_base + (deadline - clock.local_base) / clock.rate
@@ -379,7 +380,7 @@ class SimCluster:
             return
         node.timer_gen += 1
         node.timer_at = at
-        if at != math.inf:
+        if at != _INF:
             self.schedule(max(at, self.now), TIMER, node.id, node.timer_gen)
 
     def _send(self, message: Message) -> None:
