@@ -159,20 +159,18 @@ class _Connection:
             (b"connection", b"close")]) + body)
 
 
+@dataclass(slots=True)
 class _Request:
-    __slots__ = ("method", "target", "version", "headers", "length", "chunked", "expect_continue",
-                 "keep_alive")
+    """A parsed request head, and what it says about its body and its connection."""
 
-    def __init__(self, method: str, target: bytes, version: str, headers: list[tuple[bytes, bytes]],
-                 length: int, chunked: bool, expect_continue: bool, keep_alive: bool) -> None:
-        self.method = method
-        self.target = target
-        self.version = version
-        self.headers = headers
-        self.length = length
-        self.chunked = chunked
-        self.expect_continue = expect_continue
-        self.keep_alive = keep_alive
+    method: str
+    target: bytes
+    version: str  # "1.0" | "1.1"
+    headers: list[tuple[bytes, bytes]]  # names lower-cased, as ASGI wants
+    length: int  # Content-Length (0 without one)
+    chunked: bool
+    expect_continue: bool
+    keep_alive: bool
 
 
 def _parse_head(head: bytes) -> _Request:
