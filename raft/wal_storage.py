@@ -33,7 +33,7 @@ from raft.codec import decode_entry, decode_hard_state, encode_entry, encode_har
 from raft.errors import Compacted, ProtocolError, StorageError, Unavailable
 from raft.lmdb_storage import MAP_SIZE_DEFAULT, LmdbStorage
 from raft.messages import Entry, HardState, Snapshot, SnapshotMeta
-from raft.storage import Storage, entry_size
+from raft.storage import entry_size
 
 __all__ = ["WAL_BYTES_DEFAULT", "WAL_FILE", "WAL_FORMAT", "Limits", "WalStorage", "open_storage"]
 
@@ -352,7 +352,7 @@ class WalStorage:
 
 
 def open_storage(path: str | os.PathLike[str], *, cluster_id: str, node_id: str,
-                 wal: bool) -> Storage:
+                 wal: bool) -> LmdbStorage | WalStorage:
     """The server's storage: `WalStorage` when `wal`, else `LmdbStorage`. Turning the WAL
     off replays a WAL left by an earlier run into LMDB first, then removes it: opening LMDB
     alone over it would forget saves that were acknowledged."""

@@ -91,6 +91,9 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
     parser.add_argument("--heartbeat-ms", type=float, default=50.0, help="heartbeat interval (default 50)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000,
                         help="compact the log after this many applied entries")
+    parser.add_argument("--wal", action=argparse.BooleanOptionalAction, default=False,
+                        help="save Raft state through a write-ahead log: one flush per save "
+                             "instead of LMDB's two (docs/storage.md; default off)")
     parser.add_argument("--tokens", type=int, default=16, help="job weight this node can run at once")
     parser.add_argument("--reserved-tokens", type=int, default=0, help="tokens kept for priority-1 jobs")
     parser.add_argument("--lease-ms", type=int, default=12_000,
@@ -137,7 +140,7 @@ def _options(args: argparse.Namespace, *, voter: bool) -> Any:
             secret=load_secret(args.secret_file), token=load_token(args.token_file),
             insecure_http=args.insecure_http, voter=voter,
             election_timeout_ms=args.election_timeout_ms, heartbeat_interval_ms=args.heartbeat_ms,
-            snapshot_entries=args.snapshot_entries, tokens=args.tokens,
+            snapshot_entries=args.snapshot_entries, wal=args.wal, tokens=args.tokens,
             reserved_tokens=args.reserved_tokens, lease_ms=args.lease_ms,
             clock_offset_ms_max=args.clock_offset_ms,
             trace_path=Path(args.trace) if args.trace else None,

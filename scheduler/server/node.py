@@ -1,7 +1,8 @@
 """`Server`: one raftcron server process: storage, Raft runtime, transport and HTTP API.
 
 The pieces and who owns what:
-  * `LmdbStorage` (the Raft log and hard state, synced) under `DATA_DIR/raft`;
+  * `LmdbStorage` (the Raft log and hard state, synced; `WalStorage` over it with --wal)
+    under `DATA_DIR/raft`;
   * `ServerMachine` (the replicated state: scheduler + KV registers), rebuilt at start from
     the last snapshot plus the committed log;
   * `RaftRuntime` (one task owns the `RaftNode`), `Transport` (TCP + HMAC frames), and the
@@ -27,7 +28,7 @@ from raft.errors import NotLeader, ProposalDropped
 from raft.progress import Role
 from raft.messages import Entry
 from raft.ready import TraceEvent
-from raft.lmdb_storage import LmdbStorage
+from raft.wal_storage import open_storage
 from raft.transport import Transport
 from raft.trio_driver import RaftRuntime, RuntimeOptions
 from scheduler.commands import AttemptKey
@@ -135,7 +136,8 @@ class Server:
         options = self.options
         raft_dir = Path(options.data_dir) / "raft"
         raft_dir.parent.mkdir(parents=True, exist_ok=True)
-        storage = LmdbStorage.open(raft_dir, cluster_id=options.cluster_id, node_id=options.node_id)
+        storage = open_storage(raft_dir, cluster_id=options.cluster_id, node_id=options.node_id,
+                               wal=options.wal)
         trace_file = open(options.trace_path, "a", buffering=1) if options.trace_path else None
         try:
             self.started_at_s = trio.current_time()
