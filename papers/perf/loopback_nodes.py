@@ -8,7 +8,14 @@ until its own node leads; only the leader measures. Proposals are issued inside 
 process, as PySyncObj's callback API requires: for each level L of outstanding proposals, L
 workers each keep one proposal in flight (a new one as soon as the last is applied on the
 leader) for `--seconds`, after a warm-up. The leader writes `{"L": {"ops_s", "p50_ms",
-"p99_ms", "ops"}}` to `--out` and goes on serving until the parent kills the three.
+"p99_ms", "ops", ...}}` to `--out` and goes on serving until the parent kills the three.
+
+Ours also records, in every process, when each synced save started and how long it took
+(`perf_counter_ns`, CLOCK_MONOTONIC, shared by the processes of a machine) in `DIR/saves.ID`,
+and the leader puts each level's measured window (`window_ns`) in its result: the parent
+takes the servers' own save latency during the 1-outstanding window as the disk part of the
+physical floor (papers/perf/suite_raft.py). Each level also says how many synced saves the
+leader made and how many entries they carried (`leader_saves`, `entries_per_save`).
 
 Ours: `RaftRuntime` (raft/trio_driver.py) on `LmdbStorage` with `sync=True` (an fsync per
 Ready), the trio transport, 150-300 ms election timeouts and 50 ms heartbeats. The state
@@ -26,6 +33,8 @@ import statistics
 import sys
 import threading
 import time
+from array import array
+from collections.abc import Callable
 from typing import Any
 
 WARMUP_S = 0.5
@@ -78,6 +87,48 @@ def _write_result(path: str, result: dict[str, Any]) -> None:
 
 
 # ---- ours ---------------------------------------------------------------------------------------
+SAVE_FLUSH_NS = 100_000_000  # followers are killed, not stopped: flush at least this often
+
+
+class SaveTimes:
+    """Every synced save of this process as (start ns, duration ns), appended to a file in
+    batches (one `os.write` per 100 ms or 256 saves, so the measuring costs next to nothing)."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._pending = array("q")
+        self._flushed_at = time.perf_counter_ns()
+        self.count = 0
+        self.entries = 0
+
+    def wrap(self, save: Callable[..., None]) -> Callable[..., None]:
+        def timed(hard_state: Any, entries: Any, snapshot: Any) -> None:
+            started = time.perf_counter_ns()
+            save(hard_state, entries, snapshot)
+            ended = time.perf_counter_ns()
+            self.count += 1
+            self.entries += len(entries)
+            self._pending.extend((started, ended - started))
+            if len(self._pending) >= 512 or ended - self._flushed_at >= SAVE_FLUSH_NS:
+                self.flush()
+        return timed
+
+    def flush(self) -> None:
+        if self._pending:
+            os.write(self._fd, self._pending.tobytes())
+            self._pending = array("q")
+        self._flushed_at = time.perf_counter_ns()
+
+
+def read_save_times(path: str) -> list[tuple[int, int]]:
+    """The (start ns, duration ns) pairs a `SaveTimes` wrote."""
+    numbers = array("q")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    numbers.frombytes(data[:len(data) - len(data) % 16])
+    return list(zip(numbers[0::2], numbers[1::2]))
+
+
 class _Counter:
     def __init__(self) -> None:
         self.value = 0
@@ -108,6 +159,8 @@ async def _ours(args: argparse.Namespace, ids: list[str], ports: list[int], leve
     from raft.trio_driver import RaftRuntime
 
     storage = LmdbStorage.open(os.path.join(args.dir, args.id), cluster_id="bench", node_id=args.id, sync=True)
+    save_times = SaveTimes(os.path.join(args.dir, f"saves.{args.id}"))
+    storage.save = save_times.wrap(storage.save)  # type: ignore[method-assign]
     config = RaftConfig(node_id=args.id, peers=frozenset(ids), election_timeout_ms_min=150.0,
                         election_timeout_ms_max=300.0, heartbeat_interval_ms=50.0)
     transport: Transport | None = None
@@ -132,9 +185,17 @@ async def _ours(args: argparse.Namespace, ids: list[str], ports: list[int], leve
         for level in levels:
             latencies: list[float] = []
             await _ours_level(runtime, level, WARMUP_S, None)
+            saves, entries, started = save_times.count, save_times.entries, time.perf_counter_ns()
             await _ours_level(runtime, level, args.seconds, latencies)
-            result[str(level)] = summarise_latencies(latencies, args.seconds)
+            summary: dict[str, Any] = summarise_latencies(latencies, args.seconds)
+            summary["leader_saves"] = save_times.count - saves
+            summary["entries_per_save"] = (save_times.entries - entries) / max(save_times.count - saves, 1)
+            summary["window_ns"] = [started, started + int(args.seconds * 1e9)]
+            result[str(level)] = summary
+            open(os.path.join(args.dir, f"level-{level}.done"), "wb").close()  # the parent stops pinging
+        save_times.flush()
         if runtime.node.role is Role.LEADER:
+            result["leader"] = args.id
             _write_result(args.out, result)
 
     try:

@@ -86,7 +86,10 @@ def test_planner(capsys: pytest.CaptureFixture[str]) -> None:
 def test_raft(capsys: pytest.CaptureFixture[str]) -> None:
     result = bench(capsys, "raft", "--repeats", "1")
     check_levels(result["ours"], ("1", "8", "64"))
-    assert result["ours"]["floor"]["floor_ms"] > 0
+    floor = result["ours"]["floor"]  # measured inside the run: the servers' saves, a loopback rtt
+    assert floor["save_ms"] > 0 and floor["rtt_ms"] > 0 and floor["saves"] > 0 and floor["pings"] > 0
+    assert floor["floor_ms"] == pytest.approx(floor["save_ms"] + floor["rtt_ms"], rel=1e-3)
+    assert result["ours"]["64"]["entries_per_save"] >= 1
     assert result["ours"]["1"]["p50_over_floor"] > 0
     if result["peer"] is not None:
         check_levels(result["peer"], ("1", "8", "64"))
