@@ -1,14 +1,15 @@
 """Latency of one synced save: `WalStorage` (one WAL record + fdatasync) vs `LmdbStorage` (one
 synced LMDB commit: data pages flushed, then the meta page).
 
-    python -m papers.perf.wal_save [--saves 1000] [--repeats 3] [--dir DIR] [--no-strace]
+    python -m papers.perf.wal_save [--saves 3000] [--repeats 3] [--dir DIR] [--no-strace]
 
 Prints one JSON object. Each save is what a follower does per AppendEntries: one entry of 100
 bytes plus a hard state. Both storages run in the same invocation, alternating (lmdb, wal, then
 wal, lmdb, ...), each on a fresh directory under --dir (default: a temporary directory, so the
 same disk as /tmp), after 50 unmeasured saves. Per run: median, p90, p99 and max in ms; overall:
-the median over runs and the ratio wal/lmdb of the medians. `checkpoint_ms` is WalStorage's
-pause once per `Limits.entries` saves: one synced LMDB save of the 4,096 entries it folded.
+the median over runs and the ratio wal/lmdb of the medians. A run of 3,000 saves includes
+WalStorage's checkpoints (one per `Limits.entries` = 1,024 saves; they show in p99 and max);
+`checkpoint_ms` times one on its own: a synced LMDB save of the 1,024 entries it folded.
 With strace on PATH, `syscalls_per_save` counts fdatasync, fsync, pwrite64, pwritev, write and
 writev per save: the difference between a run of 2N and a run of N saves, divided by N, so the
 set-up (the WAL's 64 MiB of zeros) cancels out.
@@ -80,7 +81,7 @@ def one_run(kind: str, root: str, saves: int) -> dict[str, Any]:
 
 
 def checkpoint_ms(root: str) -> float:
-    """The pause of one checkpoint of a full overlay (4,096 one-entry saves)."""
+    """The pause of one checkpoint of a full overlay (`Limits.entries` one-entry saves)."""
     path = tempfile.mkdtemp(prefix="checkpoint-", dir=root)
     try:
         storage = WalStorage.open(os.path.join(path, "node"), cluster_id="bench", node_id="n1")
@@ -130,7 +131,7 @@ def strace_counts(kind: str, root: str, saves: int) -> dict[str, float] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--saves", type=int, default=1000)
+    parser.add_argument("--saves", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the storages live (default: a temp dir)")
     parser.add_argument("--no-strace", action="store_true")
