@@ -1,10 +1,10 @@
 """An optional compiled build of the simulator's hot modules, for long batches of runs.
 
-Why: in pure Python a simulated proposal costs ~130 us of CPU, spread over ~40 small functions
+Why: in pure Python a simulated proposal costs ~110 us of CPU, ~630 calls of small functions
 of the Raft core, the event loop, the observer and the trace (papers/perf/README.md, "sim");
 no single hot spot is left. mypyc compiles the same typed sources (the project is
-`mypy --strict`) into C extension modules, which run them ~3x faster (216x real time at 100
-proposals/s against 71x, 3,600x idle against 1,030x, per CPU second) with exactly the same
+`mypy --strict`) into C extension modules, which run them ~3-4x faster (280x real time at 100
+proposals/s against 91x, 5,000x idle against 1,290x, per CPU second) with exactly the same
 behaviour: a run's `trace_sha256` is identical (tests/sim/test_native.py checks it whenever a
 build exists).
 
