@@ -190,7 +190,8 @@ class WalStorage:
     def term(self, index: int) -> int:
         entries = self._overlay.entries
         if entries:
-            snapshot_index, start, last = self._inner.first_index() - 1, entries[0].index, entries[-1].index
+            snapshot_index = self._inner.first_index() - 1
+            start, last = entries[0].index, entries[-1].index
             if index < snapshot_index:
                 raise Compacted(f"index {index} is behind the snapshot at {snapshot_index}")
             if index > last:
@@ -204,12 +205,15 @@ class WalStorage:
         overlay = self._overlay.entries
         if not overlay:
             return self._inner.entries(lo, hi, bytes_max)
-        snapshot_index, start, last = self._inner.first_index() - 1, overlay[0].index, overlay[-1].index
+        snapshot_index = self._inner.first_index() - 1
+        start, last = overlay[0].index, overlay[-1].index
         if lo <= snapshot_index:
             raise Compacted(f"index {lo} is compacted (snapshot at {snapshot_index})")
         if hi > last + 1 or lo > hi:
             raise Unavailable(f"range [{lo}, {hi}) is outside [1, {last + 1})")
         result: list[Entry] = []
+        if lo == hi:
+            return result
         if lo < start:
             result = self._inner.entries(lo, min(hi, start), bytes_max)
             if result[-1].index + 1 < min(hi, start) or hi <= start:

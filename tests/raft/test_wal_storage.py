@@ -74,6 +74,20 @@ def test_an_ordinary_save_is_one_fdatasync_and_no_lmdb_commit(tmp_path: Path,
         assert calls == ["fdatasync"] * 10
 
 
+def test_reads_straddling_lmdb_and_the_overlay(tmp_path: Path) -> None:
+    with open_wal(tmp_path / "node") as disk:
+        disk.save(None, entries(1, 6, 1, size=100), None)
+        disk.checkpoint()
+        disk.save(None, entries(4, 8, 2, size=100), None)  # the overlay starts below LMDB's end
+        assert disk.entries(2, 2) == [] and disk.entries(4, 4) == []
+        expected = entries(1, 3, 1, size=100) + entries(4, 8, 2, size=100)
+        assert disk.entries(1, 9) == expected
+        assert disk.entries(2, 6, bytes_max=2 * 116) == expected[1:3]  # stops inside LMDB
+        assert disk.entries(2, 6, bytes_max=3 * 116) == expected[1:4]  # crosses into the overlay
+        assert disk.entries(5, 9, bytes_max=0) == expected[4:5]
+        assert [disk.term(i) for i in range(0, 9)] == [0, 1, 1, 1, 2, 2, 2, 2, 2]
+
+
 def test_a_checkpoint_writes_lmdb_and_starts_a_generation(tmp_path: Path) -> None:
     with open_wal(tmp_path / "node", Limits(entries=4, bytes=1 << 20, records=100)) as disk:
         generation = disk._generation
@@ -383,6 +397,16 @@ class CrashComparison(RuleBasedStateMachine):
         if overlay.hard_state is not None or overlay.entries:
             self.disk._inner.save(overlay.hard_state, overlay.entries, None)
         self._reopen(crash=True)
+
+    @precondition(lambda self: self.model.last_index() >= self.model.first_index())
+    @rule(data=st.data(), bytes_max=st.none() | st.integers(0, 200))
+    def read(self, data: st.DataObject, bytes_max: int | None) -> None:
+        """Ranges that straddle the overlay's first index, with and without a byte limit."""
+        lo = data.draw(st.integers(self.model.first_index(), self.model.last_index() + 1))
+        hi = data.draw(st.integers(lo, self.model.last_index() + 1))
+        assert self.disk.entries(lo, hi, bytes_max) == self.model.entries(lo, hi, bytes_max)
+        assert [self.disk.term(i) for i in range(lo - 1, hi)] == [
+            self.model.term(i) for i in range(lo - 1, hi)]
 
     @invariant()
     def agree(self) -> None:
