@@ -146,6 +146,7 @@ def _cluster(side: str, levels: tuple[int, ...], seconds: float) -> Sample:
         sample: Sample = json.loads(out.read_text())
         if pinger is not None:
             sample["floor"] = _floor(directory, sample, pinger.times)
+            _save_medians(directory, sample)
         for key in list(sample):
             if isinstance(sample[key], dict):
                 sample[key].pop("window_ns", None)
@@ -184,6 +185,18 @@ def _floor(directory: Path, sample: Sample, pings: list[tuple[int, int]]) -> dic
             "follower_save_ms": statistics.median(follower_saves) / 1e6 if follower_saves else 0.0,
             "save_p90_ms": sorted(saves)[int(0.9 * (len(saves) - 1))] / 1e6,
             "saves": len(saves), "pings": len(rtts)}
+
+
+def _save_medians(directory: Path, sample: Sample) -> None:
+    """Each level's median synced save over the three servers (`save_ms`): at W outstanding
+    a round costs about the leader's CPU for W entries plus one save, so this explains ops/s."""
+    saves = [pair for path in sorted(directory.glob("saves.*")) for pair in read_save_times(str(path))]
+    for level in sample.values():
+        if isinstance(level, dict) and "window_ns" in level:
+            start, end = level["window_ns"]
+            durations = [took for at, took in saves if start <= at < end]
+            if durations:
+                level["save_ms"] = statistics.median(durations) / 1e6
 
 
 class _Pinger:
