@@ -80,6 +80,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--plot", metavar="FILE",
                         help="draw the run's timeline, .png or .svg (with --seeds: the last run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    parser.add_argument("--native", action="store_true",
+                        help="run the mypyc-compiled build of the same sources, ~3x faster with the same "
+                             "traces (built once per source version, about a minute: python -m sim.native)")
     parser.set_defaults(func=run)
 
 
@@ -230,6 +233,28 @@ def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
+def _compiled() -> bool:
+    import raft.node
+
+    return not raft.node.__file__.endswith(".py")
+
+
+def _run_native(args: argparse.Namespace) -> int:
+    """The same command in a child that imports the compiled build (sim/native.py)."""
+    from sim import native
+
+    path = native.build_path()
+    if path is None:
+        print("building the compiled simulator for these sources (once, about a minute)...",
+              file=sys.stderr, flush=True)
+        try:
+            path = native.build()
+        except (RuntimeError, OSError) as error:
+            raise UsageError(f"--native: the build failed (drop --native to run interpreted): "
+                             f"{str(error)[-500:]}") from None
+    return native.run_built(path, ["sim", *args.argv])
+
+
 def run(args: argparse.Namespace) -> int:
     from sim.runner import derive_seeds
 
@@ -237,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
+    if args.native and not _compiled():
+        return _run_native(args)
     if args.plot:
         from raftcron.cmd_plot import check_output
 

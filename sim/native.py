@@ -95,6 +95,12 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def run_built(path: Path, raftcron_args: list[str]) -> int:
+    """`raftcron ARGS` in a child whose `raft` and `sim` are the build at `path`."""
+    return subprocess.run([sys.executable, "-c", _RUN, str(path), *raftcron_args],
+                          check=False).returncode
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["build"]:
         print(build(quiet=False))
@@ -104,8 +110,7 @@ def main(argv: list[str]) -> int:
         print(path if path is not None else "no build of the current sources")
         return 0 if path is not None else 1
     if argv[:1] == ["run"]:
-        path = build()
-        return subprocess.run([sys.executable, "-c", _RUN, str(path), *argv[1:]], check=False).returncode
+        return run_built(build(), argv[1:])
     print("usage: python -m sim.native build | path | run RAFTCRON-ARGS...", file=sys.stderr)
     return 2
 

@@ -36,3 +36,19 @@ def test_the_compiled_build_gives_the_same_trace_hashes() -> None:
                        "crash,partition,pause,loss,dup,transfer".split(","))))["trace_sha256"]]
     assert compiled == interpreted
 
+
+
+def test_raftcron_sim_native_runs_the_same_story_in_the_compiled_build(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """`raftcron sim --native` re-runs the command in a child on the build: same hash, and the
+    child really imported the compiled modules (its own --native is then a no-op)."""
+    if native.build_path() is None:
+        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
+    from raftcron.cli import main
+
+    args = ["sim", "--seconds", "8", "--seed", "5", "--faults", "crash,partition", "--json"]
+    assert main([*args, "--native"]) == 0
+    compiled = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert main(args) == 0
+    interpreted = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert compiled["trace_sha256"] == interpreted["trace_sha256"]
