@@ -127,13 +127,23 @@ class LmdbStorage:
     # ---- lifecycle -------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, cluster_id: str, node_id: str,
-             map_size: int = MAP_SIZE_DEFAULT, sync: bool = True) -> LmdbStorage:
+             map_size: int = MAP_SIZE_DEFAULT, sync: bool = True,
+             beside_wal: bool = False) -> LmdbStorage:
         """Open the storage of `node_id` in `cluster_id` at `path`, creating it if the path does
         not exist (or is an empty directory). `sync=False` skips fsync: a crash may then lose
-        or tear saves the caller believed durable, so use it only for benchmarks and tests."""
+        or tear saves the caller believed durable, so use it only for benchmarks and tests.
+
+        A directory with a write-ahead log (`wal`, raft/wal_storage.py) is refused unless
+        `beside_wal` (the WAL's owner, or a test that means to look under it): LMDB alone may
+        lack acknowledged saves that are only in the WAL, and a write to it could be undone
+        by the next replay."""
         if not cluster_id or not node_id:
             raise ValueError("cluster_id and node_id must be non-empty")
         path = os.fspath(path)
+        if not beside_wal and os.path.exists(os.path.join(path, "wal")):
+            raise StorageError(f"{path} holds a write-ahead log ({os.path.join(path, 'wal')}): open "
+                               f"it with raft.wal_storage.open_storage (a server with --no-wal folds "
+                               f"the log into LMDB and removes it)")
         if not os.path.exists(os.path.join(path, "data.mdb")):
             _create(path, cluster_id, node_id, map_size)
         env = _open_environment(path, map_size, sync)

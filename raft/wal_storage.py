@@ -112,7 +112,8 @@ class WalStorage:
         WAL's current generation onto LMDB and start the next generation."""
         if wal_bytes < _RECORDS_AT + 4096:
             raise ValueError(f"wal_bytes must be at least {_RECORDS_AT + 4096}")
-        inner = LmdbStorage.open(path, cluster_id=cluster_id, node_id=node_id, map_size=map_size)
+        inner = LmdbStorage.open(path, cluster_id=cluster_id, node_id=node_id, map_size=map_size,
+                                 beside_wal=True)
         descriptor: int | None = None
         try:
             wal_path = os.path.join(inner.path, WAL_FILE)

@@ -134,13 +134,23 @@ def _patch(path: Path, offset: int, data: bytes) -> None:
 
 def test_a_crash_loses_nothing_that_save_returned(tmp_path: Path) -> None:
     _three_saves_then_crash(tmp_path / "node")
-    assert LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1").last_index() == 0
+    assert LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1", beside_wal=True).last_index() == 0
     with open_wal(tmp_path / "node") as disk:
         assert disk.initial_state() == HardState(term=3, vote="n1")
         assert [disk.term(i) for i in (1, 2, 3)] == [1, 2, 3]
     # close() checkpointed: LMDB alone now holds it all
-    with LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1") as lmdb_only:
+    with LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1", beside_wal=True) as lmdb_only:
         assert (lmdb_only.last_index(), lmdb_only.initial_state().term) == (3, 3)
+
+
+def test_lmdb_alone_refuses_a_directory_that_holds_a_wal(tmp_path: Path) -> None:
+    """Opened alone after a crash, LMDB would lack saves only the WAL holds, and a write to
+    it could be undone by the next replay: plain LmdbStorage.open refuses, naming the way in."""
+    _three_saves_then_crash(tmp_path / "node")
+    with pytest.raises(StorageError, match="holds a write-ahead log .*open_storage"):
+        LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1")
+    with open_storage(tmp_path / "node", cluster_id="c1", node_id="n1", wal=False) as folded:
+        assert folded.last_index() == 3  # --no-wal folds the log in, removes it, opens LMDB
 
 
 @pytest.mark.parametrize("at", [0, 3, 7, 8, 20, -1])
@@ -283,7 +293,7 @@ def test_a_wal_that_does_not_fit_lmdb_is_refused(tmp_path: Path) -> None:
     disk.checkpoint()
     disk.save(None, entries(3, 3, 2), None)
     disk.crash()
-    with LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1") as lmdb_only:
+    with LmdbStorage.open(tmp_path / "node", cluster_id="c1", node_id="n1", beside_wal=True) as lmdb_only:
         lmdb_only.compact(snapshot(4, 1))
     with pytest.raises(StorageError, match="does not fit its LMDB log: it rewrites the log from 3"):
         open_wal(tmp_path / "node")

@@ -26,7 +26,7 @@ def test_acknowledged_writes_survive_kill_9_through_the_wal(tmp_path: Path) -> N
         client.close()
         cluster.kill("n1", signal.SIGKILL)
         assert (raft_dir / WAL_FILE).exists()
-        with LmdbStorage.open(raft_dir, cluster_id="raftcron", node_id="n1") as lmdb_only:
+        with LmdbStorage.open(raft_dir, cluster_id="raftcron", node_id="n1", beside_wal=True) as lmdb_only:
             behind = lmdb_only.last_index()  # the writes are in the WAL, not yet in LMDB
         with open_storage(raft_dir, cluster_id="raftcron", node_id="n1", wal=True) as replayed:
             assert replayed.last_index() >= behind + 30
