@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from raft.lmdb_storage import LmdbStorage
+from raft.wal_storage import WAL_FILE, open_storage
 from raft.messages import HardState
 from scheduler.server.client import ApiClient
 from scheduler.server.testing import ProcessCluster, poll
@@ -55,7 +55,9 @@ def test_ticks_keep_firing_once_each_when_the_leader_is_killed(cluster: ProcessC
 def rewind_stored_commit(data_dir: Path, node_id: str) -> HardState:
     """Set the stored commit index of a stopped server to 0, keeping term, vote and log: the
     stalest a commit index can be on disk, since one that alone moved is never synced."""
-    with LmdbStorage.open(data_dir / "raft", cluster_id="raftcron", node_id=node_id) as storage:
+    raft_dir = data_dir / "raft"  # through the WAL when the server ran with one (--wal)
+    with open_storage(raft_dir, cluster_id="raftcron", node_id=node_id,
+                      wal=(raft_dir / WAL_FILE).exists()) as storage:
         hard = storage.initial_state()
         assert storage.last_index() > 0
         storage.save(HardState(term=hard.term, vote=hard.vote, commit=0), [], None)
