@@ -52,8 +52,9 @@ def register(subparsers: Any) -> None:
                         help="most entries in one AppendEntries (default 256; 1 opens the Figure 8 window)")
     parser.add_argument("--bug", action="append", default=[], metavar="NAME",
                         help="re-introduce a known bug (repeatable; `none` for no bug); see docs/bugs.md")
-    parser.add_argument("--storage", choices=("memory", "lmdb"), default="memory",
-                        help="node storage: in memory (fast) or real LMDB files (default memory)")
+    parser.add_argument("--storage", choices=("memory", "lmdb", "wal"), default="memory",
+                        help="node storage: in memory (fast), real LMDB files, or LMDB behind the "
+                             "write-ahead log (wal: each crash replays it; syncs, slow) (default memory)")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="client operations per second, all clients together (default 10)")
     parser.add_argument("--workload", choices=("kv", "counter"), default="kv",

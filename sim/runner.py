@@ -111,8 +111,8 @@ class SimOptions:
             raise ValueError(f"--nodes must be between 1 and 15, got {self.nodes}")
         if not 0 < self.seconds <= 86_400:
             raise ValueError(f"--seconds must be in (0, 86400], got {self.seconds}")
-        if self.storage not in ("memory", "lmdb"):
-            raise ValueError(f"--storage must be memory or lmdb, got {self.storage!r}")
+        if self.storage not in ("memory", "lmdb", "wal"):
+            raise ValueError(f"--storage must be memory, lmdb or wal, got {self.storage!r}")
         if self.proposals_per_second < 0:
             raise ValueError("--rate must be >= 0")
         if self.workload not in WORKLOADS:
@@ -188,6 +188,8 @@ class Runner:
         storage_kwargs: dict[str, Any] = {}
         if options.storage == "lmdb":
             storage_kwargs = self._lmdb_storage()
+        elif options.storage == "wal":
+            storage_kwargs = self._wal_storage()
         if options.jobs is not None:
             storage_kwargs["make_state_machine"] = state_machine_factory(options.bugs)
         self.cluster = SimCluster(ids, seed=options.seed, timings=options.timings, network=options.network,
@@ -240,6 +242,29 @@ class Runner:
         def reopen(node_id: str, old: Storage) -> Storage:
             assert isinstance(old, LmdbStorage)
             old.close()
+            return make(node_id)
+
+        return {"make_storage": make, "reopen_storage": reopen}
+
+    def _wal_storage(self) -> dict[str, Any]:
+        """WalStorage (raft/wal_storage.py) in a temporary directory, with a small WAL and
+        limits that checkpoint every few saves: a restart drops the storage without its
+        closing checkpoint, as a killed process does, and reopening replays the WAL, so every
+        simulated crash runs recovery under the safety checks. It syncs for real (slow)."""
+        from raft.wal_storage import Limits, WalStorage
+
+        self._tmpdir = tempfile.mkdtemp(prefix="raftcron-sim-wal-")
+        root = self._tmpdir
+        cluster_id = f"sim-{self.options.seed}"
+        limits = Limits(entries=16, bytes=64 << 10, records=24)
+
+        def make(node_id: str) -> Storage:
+            return WalStorage.open(os.path.join(root, node_id), cluster_id=cluster_id, node_id=node_id,
+                                   map_size=1 << 30, wal_bytes=256 << 10, limits=limits)
+
+        def reopen(node_id: str, old: Storage) -> Storage:
+            assert isinstance(old, WalStorage)
+            old.crash()
             return make(node_id)
 
         return {"make_storage": make, "reopen_storage": reopen}

@@ -43,12 +43,20 @@ def test_the_same_seed_gives_the_same_trace(make) -> None:  # type: ignore[no-un
     assert first["linearizable"] == second["linearizable"]
 
 
-def test_memory_and_lmdb_storage_run_the_same_story() -> None:
+def test_memory_lmdb_and_wal_storage_run_the_same_story() -> None:
     """Storage is behind the same contract: a simulated crash keeps exactly what was saved, so
-    the run does not depend on which storage holds it."""
+    the run does not depend on which storage holds it. With `wal` every crash drops the
+    storage without its checkpoint and the reopen replays the write-ahead log (checkpoints
+    every few saves, snapshots every 50 entries), under the safety checks."""
     memory = run_simulation(swarm(7))
     lmdb = run_simulation(swarm(7, storage="lmdb"))
     assert memory["trace_sha256"] == lmdb["trace_sha256"]
+    for seed in (7, 8, 9):
+        options = dict(seed=seed, seconds=30.0, swarm=True, faults={"crash", "partition", "loss", "transfer"},
+                       snapshot_entries=50, proposals_per_second=50)
+        wal = run_simulation(SimOptions(storage="wal", **options))  # type: ignore[arg-type]
+        assert wal["safety_violations"] == [] and (seed == 7 or wal["snapshots_installed"] > 0)
+        assert wal["trace_sha256"] == run_simulation(SimOptions(**options))["trace_sha256"]  # type: ignore[arg-type]
 
 
 def test_different_seeds_give_different_runs() -> None:
