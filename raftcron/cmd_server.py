@@ -91,9 +91,10 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
     parser.add_argument("--heartbeat-ms", type=float, default=50.0, help="heartbeat interval (default 50)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000,
                         help="compact the log after this many applied entries")
-    parser.add_argument("--wal", action=argparse.BooleanOptionalAction, default=False,
+    parser.add_argument("--wal", action=argparse.BooleanOptionalAction, default=True,
                         help="save Raft state through a write-ahead log: one flush per save "
-                             "instead of LMDB's two (docs/storage.md; default off)")
+                             "instead of LMDB's two (docs/storage.md; default on; --no-wal folds "
+                             "an existing log into LMDB and runs on LMDB alone)")
     parser.add_argument("--tokens", type=int, default=16, help="job weight this node can run at once")
     parser.add_argument("--reserved-tokens", type=int, default=0, help="tokens kept for priority-1 jobs")
     parser.add_argument("--lease-ms", type=int, default=12_000,

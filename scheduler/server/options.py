@@ -48,7 +48,7 @@ class ServerOptions:
     heartbeat_interval_ms: float = 50.0
     request_timeout_s: float = 5.0
     snapshot_entries: int = 10_000
-    wal: bool = False  # WalStorage: one flush per save (docs/storage.md, "The write-ahead log")
+    wal: bool = True  # WalStorage: one flush per save (docs/storage.md, "The write-ahead log")
     tokens: int = 16  # capacity for job weights on this node (Dianemo tokens)
     reserved_tokens: int = 0  # kept for priority-1 jobs
     lease_ms: int = 12_000  # an attempt's lease; renewed every lease_ms / 6

@@ -45,3 +45,12 @@ def test_acknowledged_writes_survive_kill_9_through_the_wal(tmp_path: Path) -> N
         client = ApiClient(list(cluster.endpoints()), timeout_s=15)
         assert client.get("/v1/kv/x")["value"] == 30
         client.close()
+
+
+def test_the_wal_is_the_default_and_no_wal_runs_on_lmdb_alone(tmp_path: Path) -> None:
+    for extra, has_wal in (((), True), (("--no-wal",), False)):
+        with ProcessCluster.started(tmp_path / f"one{len(extra)}", 1, extra_args=extra) as cluster:
+            client = ApiClient(list(cluster.endpoints()), timeout_s=15)
+            put(client, "y", 1)
+            client.close()
+            assert (cluster.node("n1").data_dir / "raft" / WAL_FILE).exists() == has_wal
