@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--levels", default="1,8,64")
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--storage", choices=("lmdb", "wal"), default="lmdb",
+                        help="ours only: LmdbStorage with sync=True (the issue's bench) or WalStorage")
     parser.add_argument("--failover", action="store_true",
                         help="pysyncobj only: announce leadership in DIR/leader and log every "
                              "acknowledged write's wall time in DIR/success.ID (for bench failover)")
@@ -158,9 +160,16 @@ async def _ours(args: argparse.Namespace, ids: list[str], ports: list[int], leve
     from raft.transport import Transport
     from raft.trio_driver import RaftRuntime
 
-    storage = LmdbStorage.open(os.path.join(args.dir, args.id), cluster_id="bench", node_id=args.id, sync=True)
+    storage: Any
+    if args.storage == "wal":  # the server's default since d2db906: one flush per save
+        from raft.wal_storage import WalStorage
+
+        storage = WalStorage.open(os.path.join(args.dir, args.id), cluster_id="bench", node_id=args.id)
+    else:
+        storage = LmdbStorage.open(os.path.join(args.dir, args.id), cluster_id="bench", node_id=args.id,
+                                   sync=True)
     save_times = SaveTimes(os.path.join(args.dir, f"saves.{args.id}"))
-    storage.save = save_times.wrap(storage.save)  # type: ignore[method-assign]
+    storage.save = save_times.wrap(storage.save)
     config = RaftConfig(node_id=args.id, peers=frozenset(ids), election_timeout_ms_min=150.0,
                         election_timeout_ms_max=300.0, heartbeat_interval_ms=50.0)
     transport: Transport | None = None
