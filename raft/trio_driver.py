@@ -8,8 +8,8 @@ Rules:
      cooperative, and it touches nothing the Ready being handled holds). The owner appends the
      queued proposals after it has answered the ones just committed and let their tasks run,
      so their next proposals join the same Ready and the same save (group commit; at W
-     outstanding proposals a save carries about W entries, where appending at once split
-     them across two saves in flight).
+     outstanding proposals a save carries about W entries; appending at once could split
+     them for good into two groups a save apart, W/2 entries per save).
   2. The Ready contract is `raft.driver.handle_ready_async`, the same four steps as the
      simulator's `handle_ready`: persist (one synced LMDB transaction), then send, then apply,
      then advance; but a leader sends its entries before its own save (thesis §10.2.1,
