@@ -102,3 +102,39 @@ def test_a_full_send_queue_drops_instead_of_growing() -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_a_silent_inbound_connection_is_closed_after_the_idle_timeout_and_a_busy_one_is_not() -> None:
+    """The idle deadline moves at most every T/4: a connection that sends a frame more often
+    than that stays open past T; one that sends nothing is closed between 3T/4 and T."""
+    async def main() -> None:
+        received: list[Message] = []
+        timeout_s = 0.4
+        options = TransportOptions(inbound_idle_timeout_s=timeout_s, error_log_interval_s=0.0)
+        b = Transport(node_id="n2", cluster_id="c1", secret=SECRET, listen=("127.0.0.1", 0),
+                      peers={"n1": ("127.0.0.1", 1)}, deliver=received.append, options=options)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.run)
+            assert b.bound_port is not None
+            silent = await trio.open_tcp_stream("127.0.0.1", b.bound_port)
+            busy = await trio.open_tcp_stream("127.0.0.1", b.bound_port)
+            opened = trio.current_time()
+            frame = encode_frame(encode_message(vote("n1", "n2", 1)), cluster_id="c1", sender="n1",
+                                 secret=SECRET)
+            frames = int(3 * timeout_s / 0.05)  # 3T of frames, one every 50 ms
+
+            async def keep_busy() -> None:
+                for _ in range(frames):
+                    await busy.send_all(frame)
+                    await trio.sleep(0.05)  # the peer's pace, not a wait for a condition
+
+            async with trio.open_nursery() as senders:
+                senders.start_soon(keep_busy)
+                with trio.fail_after(5):
+                    assert await silent.receive_some(10) == b""  # closed by b
+                closed_after = trio.current_time() - opened
+            assert 0.75 * timeout_s - 0.05 <= closed_after <= timeout_s + 0.5
+            assert len(received) == frames  # every frame delivered: the busy one was never closed
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
