@@ -186,10 +186,8 @@ class Runner:
         self.trace = TraceWriter(options.trace_sink, keep=options.keep_trace)
         self._tmpdir: str | None = None
         storage_kwargs: dict[str, Any] = {}
-        if options.storage == "lmdb":
-            storage_kwargs = self._lmdb_storage()
-        elif options.storage == "wal":
-            storage_kwargs = self._wal_storage()
+        if options.storage in ("lmdb", "wal"):
+            storage_kwargs = self._disk_storage(options.storage)
         if options.jobs is not None:
             storage_kwargs["make_state_machine"] = state_machine_factory(options.bugs)
         self.cluster = SimCluster(ids, seed=options.seed, timings=options.timings, network=options.network,
@@ -226,45 +224,37 @@ class Runner:
             self.cluster.call_at(500.0, self._propose_tick)
         self._install_schedule()
 
-    def _lmdb_storage(self) -> dict[str, Any]:
-        """LMDB in a temporary directory; a restart closes and reopens it, so recovery from disk
-        runs for real. Unsynced (the simulated crash is a process crash: the OS keeps the pages)."""
+    def _disk_storage(self, kind: str) -> dict[str, Any]:
+        """Real storage files in a temporary directory; a restart drops the node's storage and
+        reopens it, so recovery from disk runs for real under the safety checks.
+
+        `lmdb`: LmdbStorage, unsynced (the simulated crash is a process crash: the OS keeps
+        the pages), closed and reopened. `wal`: WalStorage (raft/wal_storage.py) with a small
+        WAL and limits that checkpoint every few saves, dropped without its closing
+        checkpoint, as a killed process leaves it, so reopening replays the WAL. It syncs for
+        real (slow)."""
         from raft.lmdb_storage import LmdbStorage
-
-        self._tmpdir = tempfile.mkdtemp(prefix="raftcron-sim-")
-        root = self._tmpdir
-        cluster_id = f"sim-{self.options.seed}"
-
-        def make(node_id: str) -> Storage:
-            return LmdbStorage.open(os.path.join(root, node_id), cluster_id=cluster_id, node_id=node_id,
-                                    map_size=1 << 30, sync=False)
-
-        def reopen(node_id: str, old: Storage) -> Storage:
-            assert isinstance(old, LmdbStorage)
-            old.close()
-            return make(node_id)
-
-        return {"make_storage": make, "reopen_storage": reopen}
-
-    def _wal_storage(self) -> dict[str, Any]:
-        """WalStorage (raft/wal_storage.py) in a temporary directory, with a small WAL and
-        limits that checkpoint every few saves: a restart drops the storage without its
-        closing checkpoint, as a killed process does, and reopening replays the WAL, so every
-        simulated crash runs recovery under the safety checks. It syncs for real (slow)."""
         from raft.wal_storage import Limits, WalStorage
 
-        self._tmpdir = tempfile.mkdtemp(prefix="raftcron-sim-wal-")
+        self._tmpdir = tempfile.mkdtemp(prefix=f"raftcron-sim-{kind}-")
         root = self._tmpdir
         cluster_id = f"sim-{self.options.seed}"
         limits = Limits(entries=16, bytes=64 << 10, records=24)
 
         def make(node_id: str) -> Storage:
-            return WalStorage.open(os.path.join(root, node_id), cluster_id=cluster_id, node_id=node_id,
-                                   map_size=1 << 30, wal_bytes=256 << 10, limits=limits)
+            path = os.path.join(root, node_id)
+            if kind == "wal":
+                return WalStorage.open(path, cluster_id=cluster_id, node_id=node_id,
+                                       map_size=1 << 30, wal_bytes=256 << 10, limits=limits)
+            return LmdbStorage.open(path, cluster_id=cluster_id, node_id=node_id, map_size=1 << 30,
+                                    sync=False)
 
         def reopen(node_id: str, old: Storage) -> Storage:
-            assert isinstance(old, WalStorage)
-            old.crash()
+            if isinstance(old, WalStorage):
+                old.crash()
+            else:
+                assert isinstance(old, LmdbStorage)
+                old.close()
             return make(node_id)
 
         return {"make_storage": make, "reopen_storage": reopen}
