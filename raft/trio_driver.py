@@ -267,19 +267,12 @@ class RaftRuntime:
         unknown). `done` runs in the owner task and may propose again; it must not block.
         Why: a load generator or an embedder that keeps many proposals outstanding pays a
         trio task switch per proposal with `propose`, several microseconds each."""
-        if len(self._proposals) + len(self._queued) >= self.options.proposals_pending_max:
-            self.stats.proposals_rejected += 1
-            done(None, ProposalDropped("too many proposals in flight; retry later"))
-            return
-        if self.node.role is not Role.LEADER:
-            self.stats.proposals_rejected += 1
-            done(None, NotLeader(self.node.leader))
+        refused = self._refusal()
+        if refused is not None:
+            done(None, refused)
             return
         waiter = _CallbackWaiter(done, self._waiting)
-        waiter.deadline = trio.current_time() + timeout_s
-        self._waiting[waiter] = ("proposal", timeout_s)
-        if waiter.deadline < self._next_expiry:
-            self._next_expiry = waiter.deadline
+        self._track(waiter, timeout_s, "proposal")
         self._queued.append((lambda: self.node.propose(data), waiter, None))
         self._wakeup.set()
 
@@ -290,12 +283,9 @@ class RaftRuntime:
 
     async def _append_and_wait(self, append: Callable[[], tuple[int, int]], timeout_s: float) -> Any:
         """Queue the append for the owner task (`_take_proposals`) and wait for the answer."""
-        if len(self._proposals) + len(self._queued) >= self.options.proposals_pending_max:
-            self.stats.proposals_rejected += 1
-            raise ProposalDropped("too many proposals in flight; retry later")
-        if self.node.role is not Role.LEADER:
-            self.stats.proposals_rejected += 1
-            raise NotLeader(self.node.leader)
+        refused = self._refusal()
+        if refused is not None:
+            raise refused
         waiter = _Waiter()
         context = latency_probe.request_context.get() if latency_probe.ENABLED else None
         self._queued.append((append, waiter, context))
@@ -321,11 +311,7 @@ class RaftRuntime:
         overdue waiters (`_expire_waiters`), so a proposal costs no trio cancel scope with a
         deadline of its own (8 of a proposal's ~20 us of CPU, measured); the owner wakes for
         the earliest deadline, and during a threaded save it fails them when the save ends."""
-        waiter.deadline = trio.current_time() + timeout_s
-        self._waiting[waiter] = (what, timeout_s)
-        if waiter.deadline < self._next_expiry:
-            self._next_expiry = waiter.deadline
-            self._wakeup.set()  # the owner sleeps until the earliest expiry: let it see this one
+        self._track(waiter, timeout_s, what)
         try:
             await waiter.event.wait()
         finally:
@@ -333,6 +319,24 @@ class RaftRuntime:
         if waiter.error is not None:
             raise waiter.error
         return waiter.value
+
+    def _refusal(self) -> RaftError | None:
+        """Why a new proposal is refused before anything is appended (counted), or None."""
+        if len(self._proposals) + len(self._queued) >= self.options.proposals_pending_max:
+            self.stats.proposals_rejected += 1
+            return ProposalDropped("too many proposals in flight; retry later")
+        if self.node.role is not Role.LEADER:
+            self.stats.proposals_rejected += 1
+            return NotLeader(self.node.leader)
+        return None
+
+    def _track(self, waiter: _Waiter, timeout_s: float, what: str) -> None:
+        """Give `waiter` its deadline; the owner fails it then (`_expire_waiters`)."""
+        waiter.deadline = trio.current_time() + timeout_s
+        self._waiting[waiter] = (what, timeout_s)
+        if waiter.deadline < self._next_expiry:
+            self._next_expiry = waiter.deadline
+            self._wakeup.set()  # the owner sleeps until the earliest expiry: let it see this one
 
     def _expire_waiters(self, now_s: float) -> None:
         """Fail every waiter past its deadline; a scan only when the earliest one is due."""
