@@ -280,12 +280,9 @@ class Transport:
         written at all (it goes through the queue), else the bytes still to write (empty when
         all went out; the rest goes first in the queue, which is empty while the sender idles,
         so frames stay in order)."""
-        try:
-            data = self._frame(peer, message)
-        except ProtocolError:
-            return None  # the sender task reports it
+        data = self._frame(peer, message)
         if data is None:
-            return None
+            return b""  # too large for the wire: warned and counted once; nothing to queue
         try:
             written = os.write(stream.socket.fileno(), data)  # the socket is non-blocking
         except (BlockingIOError, InterruptedError):

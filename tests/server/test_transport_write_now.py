@@ -100,3 +100,27 @@ def test_the_sender_takes_over_when_a_direct_write_fails_and_delivers_after_a_re
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+def test_a_message_too_large_for_the_wire_is_dropped_once_on_the_direct_path() -> None:
+    """Encoded once, warned and counted once, and not queued for the sender to encode again."""
+    async def main() -> None:
+        received: list[Message] = []
+        async with trio.open_nursery() as nursery:
+            b = receiver(received)
+            await nursery.start(b.run)
+            a = Transport(node_id="n1", cluster_id="c1", secret=SECRET, listen=("127.0.0.1", 0),
+                          peers={"n2": ("127.0.0.1", b.bound_port or 0)}, deliver=lambda m: None,
+                          options=OPTIONS)
+            await nursery.start(a.run)
+            a.send(vote(1))  # through the queue: the sender connects, then idles
+            await until(lambda: len(received) == 1)
+            await trio.sleep(0)
+            a.send(append(1, 100_000))  # over frame_bytes_max (64 KiB)
+            a.send(vote(2))  # the next message still goes out, in order
+            await until(lambda: len(received) == 2)
+            assert received[1].term == 2
+            assert a.stats.send_dropped == {"n2": 1}
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
