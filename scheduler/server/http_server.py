@@ -112,11 +112,11 @@ class _Connection:
             if not keep:
                 return
 
-    async def _receive_some(self, timeout_s: float, *, idle: bool = False,
-                            deadline: float | None = None) -> bytes:
-        """The next bytes; by `deadline` if given, else within `timeout_s`."""
-        with trio.move_on_at(trio.current_time() + timeout_s if deadline is None else deadline):
-            data = await self.stream.receive_some(READ_BYTES)
+    async def _receive_some(self, deadline: float, *, idle: bool = False) -> bytes:
+        """The next bytes by `deadline` (trio time): past it, an idle connection just ends and
+        a request under way gets 408."""
+        with trio.move_on_at(deadline):
+            data: bytes = await self.stream.receive_some(READ_BYTES)
             if not data:
                 raise _Closed()
             return data
@@ -124,12 +124,16 @@ class _Connection:
             raise _Closed()
         raise _Refused(408, f"the request did not arrive within {self.options.read_timeout_s:g} s")
 
+    async def _read_soon(self) -> bytes:
+        """The next bytes of a body under way, within read_timeout_s."""
+        return await self._receive_some(trio.current_time() + self.options.read_timeout_s)
+
     async def _read_head(self) -> bytes:
         buffer, bound = self.buffer, self.options.head_bytes_max
         start = 0
         # A head must arrive whole within read_timeout_s of its first byte: a client that
         # trickles a byte at a time cannot hold the connection for long.
-        deadline = trio.current_time() + self.options.read_timeout_s if buffer else None
+        deadline = trio.current_time() + self.options.read_timeout_s
         while True:
             end = buffer.find(b"\r\n\r\n", start)
             if end >= 0:
@@ -142,14 +146,15 @@ class _Connection:
                 break
             start = max(0, len(buffer) - 3)
             if not buffer:
-                buffer += await self._receive_some(self.options.keep_alive_s, idle=True)
+                buffer += await self._receive_some(trio.current_time() + self.options.keep_alive_s,
+                                                   idle=True)
                 # Tolerate blank lines between requests (RFC 9112 §2.2).
                 while buffer[:2] == b"\r\n":
                     del buffer[:2]
                 start = 0
                 deadline = trio.current_time() + self.options.read_timeout_s
             else:
-                buffer += await self._receive_some(self.options.read_timeout_s, deadline=deadline)
+                buffer += await self._receive_some(deadline)
         raise _Refused(431, f"the request line and headers exceed {bound} bytes")
 
     async def _refuse(self, refused: _Refused) -> None:
@@ -293,38 +298,41 @@ class _Exchange:
                 return {"type": "http.disconnect"}
             self.last_delivered = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        connection = self.connection
         if not self.continue_sent:
             self.continue_sent = True
             if self.started is None:
-                await connection.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await self.connection.stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.request.chunked:
             body = await self._next_chunk()
         else:
-            if not connection.buffer:
-                connection.buffer += await connection._receive_some(
-                    connection.options.read_timeout_s)
-            take = min(self.remaining, len(connection.buffer))
-            body = bytes(connection.buffer[:take])
-            del connection.buffer[:take]
-            self.remaining -= take
+            body = await self._take_body()
             self.body_done = self.remaining == 0
         self.last_delivered = self.body_done
         return {"type": "http.request", "body": body, "more_body": not self.body_done}
+
+    async def _take_body(self) -> bytes:
+        """Up to `remaining` body bytes: what is buffered, else what arrives next."""
+        connection = self.connection
+        if not connection.buffer:
+            connection.buffer += await connection._read_soon()
+        take = min(self.remaining, len(connection.buffer))
+        body = bytes(connection.buffer[:take])
+        del connection.buffer[:take]
+        self.remaining -= take
+        return body
 
     async def _line(self) -> bytes:
         connection = self.connection
         while (end := connection.buffer.find(b"\r\n")) < 0:
             if len(connection.buffer) > 4096:
                 raise _Refused(400, "malformed chunked body")
-            connection.buffer += await connection._receive_some(connection.options.read_timeout_s)
+            connection.buffer += await connection._read_soon()
         line = bytes(connection.buffer[:end])
         del connection.buffer[:end + 2]
         return line
 
     async def _next_chunk(self) -> bytes:
         """The next piece of a chunked body (RFC 9112 §7.1); trailers are read and dropped."""
-        connection = self.connection
         if self.remaining == 0:
             size_text = (await self._line()).split(b";", 1)[0].strip()
             try:
@@ -339,12 +347,7 @@ class _Exchange:
                 self.body_done = True
                 return b""
             self.remaining = size
-        if not connection.buffer:
-            connection.buffer += await connection._receive_some(connection.options.read_timeout_s)
-        take = min(self.remaining, len(connection.buffer))
-        body = bytes(connection.buffer[:take])
-        del connection.buffer[:take]
-        self.remaining -= take
+        body = await self._take_body()
         if self.remaining == 0 and await self._line() != b"":
             raise _Refused(400, "malformed chunked body")
         return body
