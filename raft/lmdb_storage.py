@@ -50,7 +50,7 @@ from raft.codec import (
 )
 from raft.errors import Compacted, ProtocolError, StorageError, Unavailable
 from raft.messages import Entry, HardState, Snapshot, SnapshotMeta
-from raft.storage import entry_size
+from raft.storage import check_append, entry_size
 
 __all__ = ["FORMAT_VERSION", "MAP_SIZE_DEFAULT", "LmdbStorage"]
 
@@ -398,9 +398,8 @@ class LmdbStorage:
         return _Bounds(meta.index, meta.term, meta.index, meta.term)
 
     def _append(self, txn: lmdb.Transaction, bounds: _Bounds, entries: Sequence[Entry]) -> _Bounds:
+        check_append(entries, bounds.snapshot_index, bounds.last_index)
         first = entries[0].index
-        assert first > bounds.snapshot_index, "appending entries that are already in the snapshot"
-        assert first <= bounds.last_index + 1, f"gap in the log: {first} after {bounds.last_index}"
         cursor = txn.cursor(self._log_db)
         deleted = 0
         if first <= bounds.last_index and cursor.set_range(_key(first)):
@@ -409,10 +408,7 @@ class LmdbStorage:
         if deleted != bounds.last_index - first + 1 and first <= bounds.last_index:
             raise StorageError(f"log in {self._path} lost entries: deleted {deleted} from "
                                f"{first} to {bounds.last_index}")
-        items = []
-        for offset, entry in enumerate(entries):
-            assert entry.index == first + offset, f"entries not contiguous at {entry.index}"
-            items.append((_key(entry.index), _seal(encode_entry(entry))))
+        items = [(_key(entry.index), _seal(encode_entry(entry))) for entry in entries]
         _, added = cursor.putmulti(items, append=True)  # keys ascend past the old last key
         assert added == len(items), f"only {added} of {len(items)} entries were written"
         return _Bounds(bounds.snapshot_index, bounds.snapshot_term, entries[-1].index,

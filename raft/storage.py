@@ -127,6 +127,17 @@ class MemoryStorage:
         assert log[-1].index == offset + len(log)
 
 
+def check_append(entries: Sequence[Entry], snapshot_index: int, last_index: int) -> None:
+    """The caller's side of `save`'s contract for disk storages (docs/storage.md): the new
+    entries are contiguous and start in [snapshot_index + 1, last_index + 1]. A breach is the
+    caller's bug, so an AssertionError, as in MemoryStorage."""
+    first = entries[0].index
+    assert first > snapshot_index, "appending entries that are already in the snapshot"
+    assert first <= last_index + 1, f"gap in the log: {first} after {last_index}"
+    for offset, entry in enumerate(entries):
+        assert entry.index == first + offset, f"entries not contiguous at {entry.index}"
+
+
 def _limit_bytes(chosen: Sequence[Entry], bytes_max: int) -> list[Entry]:
     """At least one entry, then as many as fit in `bytes_max` (etcd's `limitSize`)."""
     result: list[Entry] = []

@@ -33,7 +33,7 @@ from raft.codec import decode_entry, decode_hard_state, encode_entry, encode_har
 from raft.errors import Compacted, ProtocolError, StorageError, Unavailable
 from raft.lmdb_storage import MAP_SIZE_DEFAULT, LmdbStorage
 from raft.messages import Entry, HardState, Snapshot, SnapshotMeta
-from raft.storage import entry_size
+from raft.storage import check_append, entry_size
 
 __all__ = ["WAL_BYTES_DEFAULT", "WAL_FILE", "WAL_FORMAT", "Limits", "WalStorage", "open_storage"]
 
@@ -251,11 +251,7 @@ class WalStorage:
             self.saves += 1
             return
         if entries:
-            first = entries[0].index
-            assert first > self.first_index() - 1, "appending entries that are already in the snapshot"
-            assert first <= self.last_index() + 1, f"gap in the log: {first} after {self.last_index()}"
-            for offset, entry in enumerate(entries):
-                assert entry.index == first + offset, f"entries not contiguous at {entry.index}"
+            check_append(entries, self.first_index() - 1, self.last_index())
         after = self._overlay.with_save(hard_state, entries)
         record = _payload(hard_state, entries)
         limits = self._limits
