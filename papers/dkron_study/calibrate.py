@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from papers.perf.harness import process_cpu_s
 from papers.dkron_study.costed import COSTS_FILE, CostModel, load_costs, message_bytes
 
 ROUNDS = 3
@@ -239,14 +240,14 @@ def measure_http_real(requests: int = 200) -> dict[str, Any]:
                     for i in range(20):  # warm up
                         call(i).raise_for_status()
                     time.sleep(1.5)
-                    cpu0 = _proc_cpu(pid)
+                    cpu0 = process_cpu_s(pid)
                     latencies = []
                     for i in range(requests):
                         start = time.perf_counter()
                         call(i).raise_for_status()
                         latencies.append((time.perf_counter() - start) * 1000.0)
                     time.sleep(1.5)  # runs finish and report; a few idle heartbeats cost little
-                    cpu1 = _proc_cpu(pid)
+                    cpu1 = process_cpu_s(pid)
                     out[name] = {"server_cpu_us": round((cpu1 - cpu0) * 1e6 / requests, 1),
                                  "response_ms_p50": round(statistics.median(latencies), 3),
                                  "response_ms_mean": round(statistics.fmean(latencies), 3)}
@@ -280,11 +281,11 @@ def measure_three_real(requests: int = 200) -> dict[str, Any]:
                 for i in range(20):
                     http.put(f"{url}/v1/kv/k", json={"value": i}).raise_for_status()
                 time.sleep(1.0)
-                idle0 = {k: _proc_cpu(p) for k, p in pids.items()}
+                idle0 = {k: process_cpu_s(p) for k, p in pids.items()}
                 t0 = time.perf_counter()
                 time.sleep(3.0)
-                idle_rate = {k: (_proc_cpu(p) - idle0[k]) / (time.perf_counter() - t0) for k, p in pids.items()}
-                cpu0 = {k: _proc_cpu(p) for k, p in pids.items()}
+                idle_rate = {k: (process_cpu_s(p) - idle0[k]) / (time.perf_counter() - t0) for k, p in pids.items()}
+                cpu0 = {k: process_cpu_s(p) for k, p in pids.items()}
                 t0 = time.perf_counter()
                 latencies = []
                 for i in range(requests):
@@ -293,7 +294,7 @@ def measure_three_real(requests: int = 200) -> dict[str, Any]:
                     latencies.append((time.perf_counter() - start) * 1000.0)
                 elapsed = time.perf_counter() - t0
                 for key, pid in pids.items():
-                    busy = _proc_cpu(pid) - cpu0[key] - idle_rate[key] * elapsed
+                    busy = process_cpu_s(pid) - cpu0[key] - idle_rate[key] * elapsed
                     out[f"{key}_cpu_us_per_write"] = round(max(0.0, busy) * 1e6 / requests, 1)
                 out["idle_cpu_share"] = {k: round(v, 4) for k, v in idle_rate.items()}
                 out["kv_put_response_ms_p50"] = round(statistics.median(latencies), 3)
@@ -307,13 +308,6 @@ def measure_three_real(requests: int = 200) -> dict[str, Any]:
         finally:
             cluster.close()
     return out
-
-
-def _proc_cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
 
 
 def calibrate(real: bool = False) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -249,3 +250,11 @@ def _plain(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
     return str(value)
+
+
+def process_cpu_s(pid: int) -> float:
+    """A process's CPU time so far, user + system, in seconds (from /proc/PID/stat; OSError
+    once it is gone)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

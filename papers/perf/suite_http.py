@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from papers.perf.harness import BenchContext, BenchResult, Sample, Target, alternate, summarise
+from papers.perf.harness import (BenchContext, BenchResult, Sample, Target, alternate, process_cpu_s,
+                                  summarise)
 from papers.perf.peers import binary
 
 Request = Callable[[int, int], tuple[str, Any]]  # (client, value) -> (path, json body)
@@ -86,14 +87,11 @@ def with_cpu(pids: list[int], measure: Callable[[], dict[str, float]]) -> dict[s
 
 
 def _cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds (0 when it is gone or /proc is missing)."""
-    import os
-
+    """`process_cpu_s`, 0 for a server that is gone (its writes then failed anyway)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu_s(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def load(url: str, clients: int, seconds: float, request: Request, *, method: str) -> dict[str, float]:
