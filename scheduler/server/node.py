@@ -1,8 +1,8 @@
 """`Server`: one raftcron server process: storage, Raft runtime, transport and HTTP API.
 
 The pieces and who owns what:
-  * `LmdbStorage` (the Raft log and hard state, synced; `WalStorage` over it with --wal)
-    under `DATA_DIR/raft`;
+  * `WalStorage` over `LmdbStorage` (the Raft log and hard state, synced; LMDB alone with
+    --no-wal) under `DATA_DIR/raft`;
   * `ServerMachine` (the replicated state: scheduler + KV registers), rebuilt at start from
     the last snapshot plus the committed log;
   * `RaftRuntime` (one task owns the `RaftNode`), `Transport` (TCP + HMAC frames), and the
