@@ -6,8 +6,9 @@
 Three of these form a cluster on 127.0.0.1. Every process runs the same load task, which waits
 until its own node leads; only the leader measures. Proposals are issued inside the leader
 process, as PySyncObj's callback API requires: for each level L of outstanding proposals, L
-workers each keep one proposal in flight (a new one as soon as the last is applied on the
-leader) for `--seconds`, after a warm-up. The leader writes `{"L": {"ops_s", "p50_ms",
+proposals are kept in flight by callbacks on both sides (ours `RaftRuntime.propose_soon`),
+each answer issuing the next one as soon as the last is applied on the leader, for
+`--seconds`, after a warm-up. The leader writes `{"L": {"ops_s", "p50_ms",
 "p99_ms", "ops", ...}}` to `--out` and goes on serving until the parent kills the three.
 
 Ours also records, in every process, when each synced save started and how long it took
