@@ -234,12 +234,6 @@ def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
-def _compiled() -> bool:
-    import raft.node
-
-    return not raft.node.__file__.endswith(".py")
-
-
 def _run_native(args: argparse.Namespace) -> int:
     """The same command in a child that imports the compiled build (sim/native.py)."""
     from sim import native
@@ -263,8 +257,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
-    if args.native and not _compiled():
-        return _run_native(args)
+    if args.native:
+        from sim import native
+
+        if not native.compiled():
+            return _run_native(args)
     if args.plot:
         from raftcron.cmd_plot import check_output
 

@@ -60,6 +60,13 @@ def build_path() -> Path | None:
     return path if (path / "BUILT").exists() else None
 
 
+def compiled() -> bool:
+    """Whether this process runs the compiled build (its `raft.node` is an extension)."""
+    import raft.node
+
+    return not raft.node.__file__.endswith(".py")
+
+
 def build(*, quiet: bool = True) -> Path:
     """Copy and compile (about a minute of gcc); a no-op when the build exists."""
     existing = build_path()
@@ -88,8 +95,8 @@ def build(*, quiet: bool = True) -> Path:
 _RUN = """
 import sys
 sys.path.insert(0, sys.argv.pop(1))
-import raft.node
-assert raft.node.__file__.endswith(".so"), raft.node.__file__
+from sim import native
+assert native.compiled(), "the build's modules were not imported"
 from raftcron.cli import main
 sys.exit(main(sys.argv[1:]))
 """
