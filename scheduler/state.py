@@ -313,32 +313,31 @@ def _outcome_fields(o: Outcome) -> list[Any]:
 
 
 def _restore_job(state: SchedulerState, row: list[Any]) -> None:
-    (spec_json, version, anchor, cursor, job_state, fired, skipped, missed, live, last_run,
-     last_success, last_error, recent, recent_count, executions, executions_count) = row
+    recent, recent_count, executions, executions_count = row[12:]
     if not (isinstance(recent, bytes) and isinstance(executions, bytes)
             and 0 <= recent_count <= RECENT_MAX and 0 <= executions_count):
-        raise ValueError(f"malformed job row in a scheduler snapshot: {spec_json!r}")
-    job = _restored_job(state, spec_json, version, anchor, cursor, job_state)
-    job.fired, job.skipped, job.missed, job.live_executions = fired, skipped, missed, live
-    job.last_run_ms, job.last_success_ms, job.last_error_ms = last_run, last_success, last_error
+        raise ValueError(f"malformed job row in a scheduler snapshot: {row[0]!r}")
+    job = _restored_job(state, row[:12])
     job._recent, job._recent_count = recent, recent_count
     job._executions, job._executions_count = executions, executions_count
 
 
 def _restore_job_format_1(state: SchedulerState, row: list[Any]) -> None:
     """Format 1: the histories as rows of plain fields (snapshots written before format 2)."""
-    (spec_json, version, anchor, cursor, job_state, fired, skipped, missed, live, last_run,
-     last_success, last_error, recent, recent_executions) = row
-    job = _restored_job(state, spec_json, version, anchor, cursor, job_state)
-    job.fired, job.skipped, job.missed, job.live_executions = fired, skipped, missed, live
-    job.last_run_ms, job.last_success_ms, job.last_error_ms = last_run, last_success, last_error
+    recent, recent_executions = row[12:]
+    job = _restored_job(state, row[:12])
     job.recent = (Outcome(*fields) for fields in recent)
     job.recent_executions = recent_executions
 
 
-def _restored_job(state: SchedulerState, spec_json: Any, version: int, anchor: int, cursor: int,
-                  job_state: str) -> JobRecord:
+def _restored_job(state: SchedulerState, head: list[Any]) -> JobRecord:
+    """A job from the twelve fields both formats start its row with: the definition, its
+    place and its counters (the histories follow, in each format's own form)."""
+    (spec_json, version, anchor, cursor, job_state, fired, skipped, missed, live, last_run,
+     last_success, last_error) = head
     spec = JobSpec.from_json(spec_json)
     job = state.make_job(spec, version, anchor, cursor, job_state)
+    job.fired, job.skipped, job.missed, job.live_executions = fired, skipped, missed, live
+    job.last_run_ms, job.last_success_ms, job.last_error_ms = last_run, last_success, last_error
     state.jobs[spec.name] = job
     return job
