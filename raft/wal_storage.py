@@ -31,7 +31,7 @@ import msgpack
 
 from raft.codec import decode_entry, decode_hard_state, encode_entry, encode_hard_state
 from raft.errors import Compacted, ProtocolError, StorageError, Unavailable
-from raft.lmdb_storage import MAP_SIZE_DEFAULT, LmdbStorage
+from raft.lmdb_storage import MAP_SIZE_DEFAULT, LmdbStorage, sealed_entry
 from raft.messages import Entry, HardState, Snapshot, SnapshotMeta
 from raft.storage import check_append, entry_size
 
@@ -59,27 +59,36 @@ class Limits:
     records: int = 2048
 
 
+# One record as replay reads it: the hard state, the entries, and their LMDB values.
+_Record = tuple[HardState | None, list[Entry], list[bytes]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Overlay:
     """What the WAL's current generation adds to LMDB. Replaced whole, never mutated, so a
     reader on another thread sees the state before a save or after it, never a mix.
-    `entries` are contiguous from `entries[0].index`, which replaces LMDB's log from there."""
+    `entries` are contiguous from `entries[0].index`, which replaces LMDB's log from there;
+    `values` are their LMDB values (`sealed_entry`), made when each was encoded for its
+    record, so the checkpoint encodes nothing."""
 
     hard_state: HardState | None = None
     entries: tuple[Entry, ...] = ()
+    values: tuple[bytes, ...] = ()
     entry_bytes: int = 0
     records: int = 0
 
-    def with_save(self, hard_state: HardState | None, entries: Sequence[Entry]) -> _Overlay:
-        kept, size = self.entries, self.entry_bytes
+    def with_save(self, hard_state: HardState | None, entries: Sequence[Entry],
+                  values: Sequence[bytes]) -> _Overlay:
+        kept, kept_values, size = self.entries, self.values, self.entry_bytes
         if entries:
             start = kept[0].index if kept else entries[0].index
             cut = max(0, entries[0].index - start)
             size += (sum(entry_size(e) for e in entries)
                      - sum(entry_size(e) for e in kept[cut:]))  # usually nothing is replaced
             kept = kept[:cut] + tuple(entries)  # a copy: readers on other threads keep theirs
+            kept_values = kept_values[:cut] + tuple(values)
         return _Overlay(hard_state if hard_state is not None else self.hard_state, kept,
-                        size, self.records + 1)
+                        kept_values, size, self.records + 1)
 
 
 class WalStorage:
@@ -252,8 +261,9 @@ class WalStorage:
             return
         if entries:
             check_append(entries, self.first_index() - 1, self.last_index())
-        after = self._overlay.with_save(hard_state, entries)
-        record = _payload(hard_state, entries)
+        encoded = [encode_entry(entry) for entry in entries]
+        after = self._overlay.with_save(hard_state, entries, [sealed_entry(e) for e in encoded])
+        record = _payload(hard_state, encoded)
         limits = self._limits
         if (len(after.entries) > limits.entries or after.entry_bytes > limits.bytes
                 or after.records > limits.records
@@ -305,7 +315,7 @@ class WalStorage:
         overlay = overlay or self._overlay
         if overlay.hard_state is None and not overlay.entries:
             return
-        self._inner.save(overlay.hard_state, overlay.entries, None)
+        self._inner.save_sealed(overlay.hard_state, overlay.entries, overlay.values)
         self._overlay = _Overlay()
         self.checkpoints += 1
         self._start_generation()
@@ -325,16 +335,16 @@ class WalStorage:
             raise StorageError(f"cannot start a WAL generation in {self._wal_path}: {exc}") from exc
         self._generation, self._tail, self._sequence = generation, _RECORDS_AT, 0
 
-    def _replay(self, records: list[tuple[HardState | None, list[Entry]]]) -> _Overlay:
+    def _replay(self, records: list[_Record]) -> _Overlay:
         """Fold the records into one overlay and check that it fits on LMDB's log."""
         overlay = _Overlay()
-        for hard_state, entries in records:
+        for hard_state, entries, values in records:
             if entries and overlay.entries and not (
                     entries[0].index <= overlay.entries[-1].index + 1):
                 raise StorageError(f"corrupt WAL {self._wal_path}: a record starts at "
                                    f"{entries[0].index}, after the log's end "
                                    f"{overlay.entries[-1].index}")
-            overlay = overlay.with_save(hard_state, entries)
+            overlay = overlay.with_save(hard_state, entries, values)
         if overlay.entries:
             start = overlay.entries[0].index
             if not self._inner.first_index() <= start <= self._inner.last_index() + 1:
@@ -454,18 +464,19 @@ def _decode_ids(ids: bytes) -> tuple[str, str]:
         return "?", "?"
 
 
-def _payload(hard_state: HardState | None, entries: Sequence[Entry]) -> bytes:
+def _payload(hard_state: HardState | None, encoded: list[bytes]) -> bytes:
+    """A record's payload: [hard state or nil, [each entry's `encode_entry` bytes]]."""
     packed: bytes = msgpack.packb([encode_hard_state(hard_state) if hard_state is not None else None,
-                                   [encode_entry(entry) for entry in entries]])
+                                   encoded])
     return packed
 
 
 def _read_records(descriptor: int, path: str, generation: int,
-                  capacity: int) -> list[tuple[HardState | None, list[Entry]]]:
+                  capacity: int) -> list[_Record]:
     """The records of `generation`, in order, up to the first that is not whole (a torn
     tail: its save never returned). A bad record followed by a good one of the next sequence
     is not a torn tail (that one was written only after the bad one was flushed): rot."""
-    records: list[tuple[HardState | None, list[Entry]]] = []
+    records: list[_Record] = []
     offset, sequence = _RECORDS_AT, 1
     while True:
         record = _record_at(descriptor, offset, generation, sequence, capacity)
@@ -502,7 +513,7 @@ def _record_at(descriptor: int, offset: int, generation: int, sequence: int,
     return body[16:], length
 
 
-def _decode_payload(payload: bytes, path: str, sequence: int) -> tuple[HardState | None, list[Entry]]:
+def _decode_payload(payload: bytes, path: str, sequence: int) -> _Record:
     """A record whose checksum held but whose payload does not decode is a bug or rot: refuse."""
     try:
         hard, raw_entries = msgpack.unpackb(payload, raw=False)
@@ -510,7 +521,7 @@ def _decode_payload(payload: bytes, path: str, sequence: int) -> tuple[HardState
         entries = [decode_entry(raw, _ENTRY_BYTES_MAX) for raw in raw_entries]
     except (ValueError, TypeError, ProtocolError, msgpack.UnpackException) as exc:
         raise StorageError(f"corrupt WAL {path}: record {sequence} does not decode: {exc}") from exc
-    return hard_state, entries
+    return hard_state, entries, [sealed_entry(raw) for raw in raw_entries]
 
 
 def _fsync_directory(path: str) -> None:
