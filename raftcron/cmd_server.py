@@ -90,7 +90,8 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
                         help="minimum election timeout; the maximum is twice it (default 300)")
     parser.add_argument("--heartbeat-ms", type=float, default=50.0, help="heartbeat interval (default 50)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000,
-                        help="compact the log after this many applied entries")
+                        help="compact the log after this many applied entries, plus up to a quarter more "
+                             "drawn per node, so the nodes' compaction pauses do not coincide")
     parser.add_argument("--wal", action=argparse.BooleanOptionalAction, default=True,
                         help="save Raft state through a write-ahead log: one flush per save "
                              "instead of LMDB's two (docs/storage.md; default on; --no-wal folds "
@@ -170,6 +171,7 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace, *, voter: bool) -> int:
+    from raft import gc_policy
     from raft.errors import StorageError
     from scheduler.server.node import Server
 
@@ -179,6 +181,7 @@ def _run_node(args: argparse.Namespace, *, voter: bool) -> int:
         log.warning("no cluster secret: Raft frames are NOT authenticated (allowed only because "
                     "the Raft port is bound to loopback); set RAFTCRON_SECRET or --secret-file")
     server = Server(options)
+    gc_policy.tune()
     try:
         trio.run(_serve_until_signal, server)
     except (StorageError, OSError, BaseExceptionGroup) as error:

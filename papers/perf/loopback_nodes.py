@@ -38,6 +38,8 @@ from array import array
 from collections.abc import Callable
 from typing import Any
 
+from raft import gc_policy
+
 WARMUP_S = 0.5
 LEADER_WAIT_S = 30.0
 PAYLOAD = b"x" * 16
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ports = [int(p) for p in args.ports.split(",")]
     ids = [f"n{i + 1}" for i in range(len(ports))]
     levels = [int(level) for level in args.levels.split(",")]
+    gc_policy.tune()  # the server's setting (raft/gc_policy.py), for both sides alike
     if args.failover:
         _pysyncobj_failover(args, ids, ports)
         return 0

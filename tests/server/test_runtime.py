@@ -19,7 +19,7 @@ from raft.errors import NotLeader, ProposalDropped
 from raft.messages import Message, RequestVote
 from raft.progress import Role
 from raft.storage import MemoryStorage
-from raft.trio_driver import ProposalTimeout, RaftRuntime
+from raft.trio_driver import ProposalTimeout, RaftRuntime, RuntimeOptions
 from sim.statemachine import KVStateMachine
 
 IDS = ("n1", "n2", "n3")
@@ -143,6 +143,100 @@ def test_the_inbox_is_bounded() -> None:
                 follower.deliver(stale)
             assert follower.stats.inbox_dropped >= 10
             assert leader.node.role is Role.LEADER
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+class SaveSizes(MemoryStorage):
+    """MemoryStorage that remembers how many entries each save carried."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def save(self, hard_state, entries, snapshot) -> None:  # type: ignore[no-untyped-def]
+        if entries:
+            self.sizes.append(len(entries))
+        super().save(hard_state, entries, snapshot)
+
+
+@pytest.mark.parametrize("style", ["task", "callback"])
+def test_w_outstanding_proposals_share_one_save(style: str) -> None:
+    """Group commit (Rule 1): W proposers that each propose again once answered keep W
+    entries per save, whether they wait in tasks (`propose`) or in callbacks (`propose_soon`,
+    whose next proposal is queued inside the apply, without the scheduler passes tasks need)."""
+    width, rounds = 16, 12
+
+    async def main() -> None:
+        network = Network()
+        async with trio.open_nursery() as nursery:
+            storages: dict[str, SaveSizes] = {}
+            for index, node_id in enumerate(IDS):
+                storages[node_id] = SaveSizes()
+                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), storages[node_id],
+                                      KVStateMachine(), send=network.send, rng=random.Random(7 + index))
+                network.runtimes[node_id] = runtime
+                await nursery.start(runtime.run)
+            leader = await wait_leader(network.runtimes)
+            sizes = storages[leader.config.node_id].sizes
+            before = len(sizes)
+            finished = trio.Event()
+            left = [width * rounds]
+
+            def answered(result: object, error: BaseException | None) -> None:
+                assert error is None and result is True
+                left[0] -= 1
+                if left[0] == 0:
+                    finished.set()
+                elif left[0] >= width:
+                    leader.propose_soon(write(1, left[0]), answered, timeout_s=5)
+
+            async def proposer(first: int) -> None:
+                for value in range(rounds):
+                    await leader.propose(write(first, value), timeout_s=5)
+                left[0] -= rounds
+                if left[0] == 0:
+                    finished.set()
+
+            for slot in range(width):
+                if style == "task":
+                    nursery.start_soon(proposer, slot)
+                else:
+                    leader.propose_soon(write(1, slot), answered, timeout_s=5)
+            with trio.fail_after(30):
+                await finished.wait()
+            carried = sorted(sizes[before:])
+            assert sum(carried) >= width * rounds
+            assert carried[len(carried) // 2] >= width * 3 // 4, carried
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_the_nodes_compact_at_staggered_points() -> None:
+    """Each node draws its own gap in [snapshot_entries, 1.25 x snapshot_entries] before each
+    compaction, so the nodes' compaction pauses do not all fall on the same round."""
+    async def main() -> None:
+        network = Network()
+        async with trio.open_nursery() as nursery:
+            for index, node_id in enumerate(IDS):
+                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), MemoryStorage(),
+                                      KVStateMachine(), send=network.send, rng=random.Random(3 + index),
+                                      options=RuntimeOptions(snapshot_entries=40))
+                network.runtimes[node_id] = runtime
+                await nursery.start(runtime.run)
+            leader = await wait_leader(network.runtimes)
+            for value in range(130):
+                await leader.propose(write(value % 5, value), timeout_s=5)
+            with trio.fail_after(10):
+                while any(r.node.applied_index < leader.node.commit_index for r in network.runtimes.values()):
+                    await trio.sleep(0.01)
+            snapshots = {r.node.snapshot_index for r in network.runtimes.values()}
+            assert all(r.stats.snapshots_taken >= 2 for r in network.runtimes.values())
+            assert len(snapshots) > 1, f"every node compacted at {snapshots}"
+            for runtime in network.runtimes.values():
+                assert 40 <= runtime._compact_after <= 50
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
