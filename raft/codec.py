@@ -21,6 +21,7 @@ Encoding trusts its input (our own, constructed dataclasses); decoding trusts no
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -122,8 +123,22 @@ _set_term, _set_index, _set_kind, _set_data = (
 
 # ---- encoding -------------------------------------------------------------------------------
 
-def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+_PACKERS = threading.local()
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack with bin types, from a Packer kept per thread: `msgpack.packb` builds a Packer
+    per call, two thirds of the time it takes to encode a small entry (0.36 vs 0.12 us here).
+    Per thread, since a save may run in a worker thread (RuntimeOptions.save_in_thread)."""
+    try:
+        packer = _PACKERS.pack
+    except AttributeError:
+        packer = _PACKERS.pack = msgpack.Packer(use_bin_type=True).pack
+    packed: bytes = packer(obj)
+    return packed
+
+
+_pack = pack
 
 
 def _meta_fields(meta: SnapshotMeta) -> tuple[int, int, list[str], list[str]]:

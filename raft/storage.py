@@ -13,8 +13,9 @@ Index conventions: the log holds `[first_index(), last_index()]`; `term(i)` is v
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from raft.errors import Compacted, Unavailable
 from raft.messages import Configuration, Entry, HardState, Snapshot, SnapshotMeta
@@ -33,9 +34,13 @@ class Storage(Protocol):
     def compact(self, snapshot: Snapshot) -> None: ...
 
 
+_ENTRY_OVERHEAD: Final = 16
+_DATA: Final = operator.attrgetter("data")
+
+
 def entry_size(entry: Entry) -> int:
     """An estimate of an entry's wire size, for byte limits; cheap, never exact."""
-    return len(entry.data) + 16
+    return len(entry.data) + _ENTRY_OVERHEAD
 
 
 class MemoryStorage:
@@ -139,7 +144,11 @@ def check_append(entries: Sequence[Entry], snapshot_index: int, last_index: int)
 
 
 def _limit_bytes(chosen: Sequence[Entry], bytes_max: int) -> list[Entry]:
-    """At least one entry, then as many as fit in `bytes_max` (etcd's `limitSize`)."""
+    """At least one entry, then as many as fit in `bytes_max` (etcd's `limitSize`). All of
+    them usually fit: that is checked first in one pass without a call per entry (a leader
+    slices its log once per follower per Ready)."""
+    if sum(map(len, map(_DATA, chosen))) + _ENTRY_OVERHEAD * len(chosen) <= bytes_max:
+        return list(chosen)
     result: list[Entry] = []
     total = 0
     for entry in chosen:

@@ -42,7 +42,7 @@ import msgpack
 import trio
 
 from raft import latency_probe
-from raft.codec import decode_message, encode_message
+from raft.codec import decode_message, encode_message, pack
 from raft.errors import ProtocolError
 from raft.messages import Message
 
@@ -87,7 +87,7 @@ def _tag(secret: bytes | None, envelope: bytes) -> bytes:
 
 def encode_frame(payload: bytes, *, cluster_id: str, sender: str, secret: bytes | None) -> bytes:
     """One complete frame (length prefix included) carrying `payload`."""
-    envelope: bytes = msgpack.packb([PROTOCOL_VERSION, cluster_id, sender, payload], use_bin_type=True)
+    envelope = pack([PROTOCOL_VERSION, cluster_id, sender, payload])
     tag = _tag(secret, envelope)
     assert len(tag) == TAG_BYTES
     return _LENGTH.pack(TAG_BYTES + len(envelope)) + tag + envelope

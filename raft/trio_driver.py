@@ -57,6 +57,7 @@ from raft.storage import Storage
 __all__ = ["ProposalTimeout", "RaftRuntime", "RuntimeOptions", "RuntimeStats", "StateMachine"]
 
 log = logging.getLogger("raftcron.raft")
+_NORMAL = EntryKind.NORMAL
 
 
 class StateMachine(Protocol):
@@ -140,7 +141,9 @@ class _CallbackWaiter(_Waiter):
 
     def __init__(self, done: Callable[[Any, BaseException | None], None],
                  waiting: dict[_Waiter, tuple[str, float]]) -> None:
-        super().__init__()
+        # No super().__init__(): nobody waits on an event here (one per proposal cost ~0.3 us).
+        self.value, self.error, self.index, self.abandoned = None, None, None, False
+        self.deadline = math.inf
         self.done = done
         self.waiting = waiting
 
@@ -225,7 +228,9 @@ class RaftRuntime:
         self._next_expiry = math.inf
         # Proposals not yet in the log: the owner appends them (`_take_proposals`) after it
         # answered the ones just committed, so that their next proposals join the same save.
-        self._queued: deque[tuple[Callable[[], tuple[int, int]], _Waiter, list[int] | None]] = deque()
+        # Each item: a command's bytes (`node.propose` of them) or the append to call; the waiter;
+        # the latency probe's context.
+        self._queued: deque[tuple[bytes | Callable[[], tuple[int, int]], _Waiter, list[int] | None]] = deque()
         self._tasks_answered = 0  # proposals answered to a waiting task (not a callback)
         self._compaction_rng = random.Random(config.node_id)  # draws none of the node's numbers
         self._compact_after = self._compaction_gap()
@@ -276,7 +281,7 @@ class RaftRuntime:
             return
         waiter = _CallbackWaiter(done, self._waiting)
         self._track(waiter, timeout_s, "proposal")
-        self._queued.append((lambda: self.node.propose(data), waiter, None))
+        self._queued.append((data, waiter, None))  # bytes, not a closure: one fewer call each
         self._wakeup.set()
 
     async def change_config(self, change: ConfChange, *, timeout_s: float) -> None:
@@ -357,11 +362,12 @@ class RaftRuntime:
         """Append every queued proposal to the node's log, in arrival order (Rule 1): they
         leave in the next Ready together, one AppendEntries per follower and one save."""
         queued, self._queued = self._queued, deque()
+        propose = self.node.propose
         for append, waiter, context in queued:
             if waiter.abandoned:
                 continue
             try:
-                index, term = append()
+                index, term = propose(append) if isinstance(append, bytes) else append()
             except (NotLeader, ProposalDropped) as error:
                 self.stats.proposals_rejected += 1
                 waiter.fail(error)
@@ -471,13 +477,14 @@ class RaftRuntime:
             save(hard_state, entries, snapshot)
 
     def _apply(self, entry: Entry) -> None:
-        if entry.kind is EntryKind.NORMAL:
-            result = self.machine.apply(entry.index, entry.data)
+        index = entry.index
+        if entry.kind is _NORMAL:
+            result = self.machine.apply(index, entry.data)
         else:
-            self.machine.skip(entry.index)
+            self.machine.skip(index)
             result = None
         self.stats.entries_applied += 1
-        pending = self._proposals.pop(entry.index, None)
+        pending = self._proposals.pop(index, None)
         if pending is not None:
             term, waiter = pending
             if type(waiter) is _Waiter:

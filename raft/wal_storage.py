@@ -29,7 +29,7 @@ from typing import Final
 
 import msgpack
 
-from raft.codec import decode_entry, decode_hard_state, encode_entry, encode_hard_state
+from raft.codec import decode_entry, decode_hard_state, encode_entry, encode_hard_state, pack
 from raft.errors import Compacted, ProtocolError, StorageError, Unavailable
 from raft.lmdb_storage import MAP_SIZE_DEFAULT, LmdbStorage, sealed_entry
 from raft.messages import Entry, HardState, Snapshot, SnapshotMeta
@@ -466,9 +466,7 @@ def _decode_ids(ids: bytes) -> tuple[str, str]:
 
 def _payload(hard_state: HardState | None, encoded: list[bytes]) -> bytes:
     """A record's payload: [hard state or nil, [each entry's `encode_entry` bytes]]."""
-    packed: bytes = msgpack.packb([encode_hard_state(hard_state) if hard_state is not None else None,
-                                   encoded])
-    return packed
+    return pack([encode_hard_state(hard_state) if hard_state is not None else None, encoded])
 
 
 def _read_records(descriptor: int, path: str, generation: int,

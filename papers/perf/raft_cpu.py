@@ -1,11 +1,12 @@
 """CPU per committed entry of the trio runtime, without disks or sockets.
 
-    python -m papers.perf.raft_cpu [--outstanding 64] [--seconds 3] [--repeats 3]
+    python -m papers.perf.raft_cpu [--outstanding 64] [--seconds 3] [--repeats 3] [--callbacks]
 
 Three `RaftRuntime`s in one process on `MemoryStorage`, messages handed straight to the
 destination's inbox, W proposers in the leader keeping one proposal each in flight (the load of
 `raftcron bench raft`). With no fsync and no network, ops/s is the inverse of the Python work
-all three nodes and the load do per entry: what the runtime's write path costs, steadier than
+all three nodes and the load do per entry (`--callbacks`: proposals through `propose_soon`,
+as `raftcron bench raft` issues them, instead of a task each): what the runtime's write path costs, steadier than
 the loopback bench on a shared machine (it still moves with other jobs: compare two trees
 alternating, `PYTHONPATH=TREE`, in one session). Prints one line per repeat and the median.
 """
@@ -30,7 +31,7 @@ from raft.trio_driver import RaftRuntime
 IDS = ("n1", "n2", "n3")
 
 
-async def one_run(outstanding: int, seconds: float, seed: int) -> float:
+async def one_run(outstanding: int, seconds: float, seed: int, callbacks: bool = False) -> float:
     """ops/s of one fresh cluster over `seconds` after its leader is elected."""
     runtimes: dict[str, RaftRuntime] = {}
 
@@ -58,9 +59,28 @@ async def one_run(outstanding: int, seconds: float, seed: int) -> float:
                 done[0] += 1
 
         started = time.perf_counter()
-        async with trio.open_nursery() as load:
+        if callbacks:
+            finished = trio.Event()
+            in_flight = [outstanding]
+
+            def answered(result: object, error: BaseException | None) -> None:
+                if error is not None:
+                    raise error
+                done[0] += 1
+                if time.perf_counter() < stop_at:
+                    leader.propose_soon(PAYLOAD, answered, timeout_s=10.0)
+                    return
+                in_flight[0] -= 1
+                if in_flight[0] == 0:
+                    finished.set()
+
             for _ in range(outstanding):
-                load.start_soon(proposer)
+                leader.propose_soon(PAYLOAD, answered, timeout_s=10.0)
+            await finished.wait()
+        else:
+            async with trio.open_nursery() as load:
+                for _ in range(outstanding):
+                    load.start_soon(proposer)
         elapsed = time.perf_counter() - started
         nursery.cancel_scope.cancel()
     return done[0] / elapsed
@@ -71,10 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outstanding", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--callbacks", action="store_true",
+                        help="propose through RaftRuntime.propose_soon (the raft bench's way)")
     args = parser.parse_args(argv)
     rates = []
     for repeat in range(args.repeats):
-        rate = trio.run(one_run, args.outstanding, args.seconds, repeat)
+        rate = trio.run(one_run, args.outstanding, args.seconds, repeat, args.callbacks)
         rates.append(rate)
         print(f"repeat {repeat + 1}: {rate:,.0f} ops/s", flush=True)
     print(f"median {statistics.median(rates):,.0f} ops/s at {args.outstanding} outstanding "
