@@ -265,7 +265,7 @@ class RaftRuntime:
 
         Raises NotLeader (with a hint) and ProposalDropped before anything is appended, so
         those are safe to retry elsewhere; ProposalTimeout means the outcome is unknown."""
-        return await self._append_and_wait(lambda: self.node.propose(data), timeout_s)
+        return await self._append_and_wait(data, timeout_s)
 
     def propose_soon(self, data: bytes, done: Callable[[Any, BaseException | None], None], *,
                      timeout_s: float) -> None:
@@ -289,7 +289,7 @@ class RaftRuntime:
         `propose` (ProposalDropped also while another change is uncommitted)."""
         await self._append_and_wait(lambda: self.node.propose_config_change(change), timeout_s)
 
-    async def _append_and_wait(self, append: Callable[[], tuple[int, int]], timeout_s: float) -> Any:
+    async def _append_and_wait(self, append: bytes | Callable[[], tuple[int, int]], timeout_s: float) -> Any:
         """Queue the append for the owner task (`_take_proposals`) and wait for the answer."""
         refused = self._refusal()
         if refused is not None:
@@ -360,26 +360,57 @@ class RaftRuntime:
 
     def _take_proposals(self) -> None:
         """Append every queued proposal to the node's log, in arrival order (Rule 1): they
-        leave in the next Ready together, one AppendEntries per follower and one save."""
+        leave in the next Ready together, one AppendEntries per follower and one save. Runs
+        of commands go to the node in one `propose_many`; other appends (a configuration
+        change) one by one, between them."""
         queued, self._queued = self._queued, deque()
-        propose = self.node.propose
-        for append, waiter, context in queued:
+        commands: list[tuple[bytes, _Waiter, list[int] | None]] = []
+        for item in queued:
+            append, waiter, context = item
             if waiter.abandoned:
                 continue
-            try:
-                index, term = propose(append) if isinstance(append, bytes) else append()
-            except (NotLeader, ProposalDropped) as error:
-                self.stats.proposals_rejected += 1
-                waiter.fail(error)
+            if isinstance(append, bytes):
+                commands.append((append, waiter, context))
                 continue
-            self.stats.proposals += 1
-            earlier = self._proposals.get(index)
-            if earlier is not None:  # our older entry at this index was truncated away
-                earlier[1].fail(ProposalDropped(f"entry {index} of term {earlier[0]} was replaced"))
-            waiter.index = index
-            self._proposals[index] = (term, waiter)
-            if latency_probe.ENABLED:
-                _probe_proposal(index, context)
+            self._propose_commands(commands)
+            commands = []
+            try:
+                index, term = append()
+            except (NotLeader, ProposalDropped) as error:
+                self._reject(waiter, error)
+                continue
+            self._appended(index, term, waiter, context)
+        self._propose_commands(commands)
+
+    def _propose_commands(self, commands: list[tuple[bytes, _Waiter, list[int] | None]]) -> None:
+        if not commands:
+            return
+        try:
+            first, term, count = self.node.propose_many([data for data, _, _ in commands])
+        except (NotLeader, ProposalDropped) as error:
+            first, term, count = 0, 0, 0
+            refused: RaftError = error
+        else:
+            refused = ProposalDropped("too many uncommitted entries; retry later")
+        for offset, (_, waiter, context) in enumerate(commands):
+            if offset < count:
+                self._appended(first + offset, term, waiter, context)
+            else:
+                self._reject(waiter, refused)
+
+    def _appended(self, index: int, term: int, waiter: _Waiter, context: list[int] | None) -> None:
+        self.stats.proposals += 1
+        earlier = self._proposals.get(index)
+        if earlier is not None:  # our older entry at this index was truncated away
+            earlier[1].fail(ProposalDropped(f"entry {index} of term {earlier[0]} was replaced"))
+        waiter.index = index
+        self._proposals[index] = (term, waiter)
+        if latency_probe.ENABLED:
+            _probe_proposal(index, context)
+
+    def _reject(self, waiter: _Waiter, error: RaftError) -> None:
+        self.stats.proposals_rejected += 1
+        waiter.fail(error)
 
     async def read_index(self, *, timeout_s: float) -> int:
         """A linearizable read point (thesis §6.4): returns once this leader confirmed it still

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from harness import Network, stored
 
+from raft.errors import NotLeader, ProposalDropped
 from raft.messages import AppendEntries, AppendEntriesResponse, Entry, EntryKind
 from raft.progress import Role
 
@@ -517,3 +518,20 @@ def test_each_command_sent_to_each_peer_once() -> None:
         net.run(20)
     sent_bytes = sum(len(e.data) for m in net.sent[start:] if isinstance(m, AppendEntries) for e in m.entries)
     assert sent_bytes == 2 * 10 * 5000
+
+
+def test_propose_many_appends_in_order_up_to_the_uncommitted_limit() -> None:
+    """`propose_many` is `propose` for a group: the same entries in the same order, but only as
+    many as the uncommitted-entry limit leaves room for; refused like `propose` when none fit
+    and on a follower."""
+    net, _ = leader_with_noop_committed(uncommitted_entries_max=4)
+    n1 = net.nodes["n1"]
+    net.drop()
+    assert n1.propose_many([b"a", b"b"]) == (2, 1, 2)
+    assert n1.propose_many([b"c", b"d", b"e"]) == (4, 1, 2)  # 2 uncommitted + 2 = the limit
+    assert [n1.log_entry(i) for i in range(2, 6)] == [
+        Entry(term=1, index=i, data=d) for i, d in zip(range(2, 6), (b"a", b"b", b"c", b"d"))]
+    with pytest.raises(ProposalDropped, match="uncommitted"):
+        n1.propose_many([b"f"])
+    with pytest.raises(NotLeader):
+        net.nodes["n2"].propose_many([b"g"])

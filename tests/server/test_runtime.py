@@ -240,3 +240,38 @@ def test_the_nodes_compact_at_staggered_points() -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_queued_proposals_beyond_the_uncommitted_limit_are_refused_and_the_rest_commit() -> None:
+    """The owner appends a queued group in one `propose_many`: the first proposals up to the
+    uncommitted-entry limit are appended and answered; the others get ProposalDropped (safe to
+    retry), as they did when each was appended alone."""
+    async def main() -> None:
+        network = Network()
+        async with trio.open_nursery() as nursery:
+            for index, node_id in enumerate(IDS):
+                config = RaftConfig(node_id=node_id, peers=frozenset(IDS), uncommitted_entries_max=5)
+                runtime = RaftRuntime(config, MemoryStorage(), KVStateMachine(), send=network.send,
+                                      rng=random.Random(11 + index))
+                network.runtimes[node_id] = runtime
+                await nursery.start(runtime.run)
+            leader = await wait_leader(network.runtimes)
+            await leader.propose(write(0, 0), timeout_s=5)  # nothing uncommitted from here
+            answers: list[object] = []
+            finished = trio.Event()
+
+            def answered(result: object, error: BaseException | None) -> None:
+                answers.append(type(error).__name__ if error is not None else result)
+                if len(answers) == 8:
+                    finished.set()
+
+            for value in range(8):
+                leader.propose_soon(write(1, value), answered, timeout_s=5)
+            with trio.fail_after(10):
+                await finished.wait()
+            assert sorted(map(str, answers)) == ["ProposalDropped"] * 3 + ["True"] * 5
+            machine = leader.machine
+            assert isinstance(machine, KVStateMachine) and machine.read(1) == 4
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
