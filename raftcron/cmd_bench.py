@@ -16,7 +16,7 @@ from typing import Any
 from raftcron.cli import UsageError
 
 BENCHES: dict[str, str] = {
-    "raft": "3 servers on loopback, LMDB synced, 1/8/64 outstanding proposals vs PySyncObj",
+    "raft": "3 servers on loopback (WAL + synced LMDB, and LMDB alone), 1/8/64 outstanding vs PySyncObj",
     "http": "acknowledged HTTP writes, 1/8/64 keep-alive clients vs an etcd 3-member cluster",
     "failover": "kill -9 of the leader to the next committed write vs PySyncObj and etcd",
     "sim": "simulated seconds per wall second (idle, 100 proposals/s) vs SimPy ping-pong",
