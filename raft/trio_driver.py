@@ -365,8 +365,7 @@ class RaftRuntime:
         change) one by one, between them."""
         queued, self._queued = self._queued, deque()
         commands: list[tuple[bytes, _Waiter, list[int] | None]] = []
-        for item in queued:
-            append, waiter, context = item
+        for append, waiter, context in queued:
             if waiter.abandoned:
                 continue
             if isinstance(append, bytes):
