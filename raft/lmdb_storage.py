@@ -439,8 +439,16 @@ class LmdbStorage:
                        entries[-1].term)
 
     def _delete_prefix(self, txn: lmdb.Transaction, bounds: _Bounds, index: int) -> None:
-        """Delete the log keys in (snapshot_index, index]; they are contiguous, so count them."""
+        """Delete the log keys in (snapshot_index, index]; they are contiguous, so count them.
+        When fewer entries stay than go (a compaction: only the unapplied tail stays), the log
+        database is emptied and the tail put back instead. Why: LMDB has no range delete, and
+        deleting 10,000 keys one by one took 3 ms of a compaction's 3.5 ms, a pause of the
+        server's event loop; emptying a database frees its pages without visiting each key."""
         expected = min(index, bounds.last_index) - bounds.snapshot_index
+        kept = max(0, bounds.last_index - index)
+        if kept < expected:
+            self._keep_only_tail(txn, bounds, index, kept)
+            return
         cursor = txn.cursor(self._log_db)
         cursor.first()
         deleted = sum(1 for _ in range(expected) if cursor.delete())
@@ -449,6 +457,24 @@ class LmdbStorage:
         if deleted != expected or not first_ok:
             raise StorageError(f"log in {self._path} is not contiguous: compacting to {index} "
                                f"deleted {deleted} of {expected} entries")
+
+    def _keep_only_tail(self, txn: lmdb.Transaction, bounds: _Bounds, index: int, kept: int) -> None:
+        """`_delete_prefix` for a short tail: the `kept` entries after `index` are read, the
+        log database emptied, and they are put back, all in the caller's transaction."""
+        held = txn.stat(self._log_db)["entries"]
+        tail: list[tuple[bytes, bytes]] = []
+        if kept:
+            cursor = txn.cursor(self._log_db)
+            if cursor.set_key(_key(index + 1)):
+                tail = list(cursor.iternext(keys=True, values=True))
+        if held != bounds.last_index - bounds.snapshot_index or len(tail) != kept:
+            raise StorageError(f"log in {self._path} is not contiguous: it holds {held} entries "
+                               f"for ({bounds.snapshot_index}, {bounds.last_index}], and {len(tail)} "
+                               f"of the {kept} after {index}")
+        txn.drop(self._log_db, delete=False)
+        if tail:
+            _, added = txn.cursor(self._log_db).putmulti(tail, append=True)
+            assert added == kept, f"only {added} of {kept} entries were put back"
 
     def _put_snapshot(self, txn: lmdb.Transaction, meta: SnapshotMeta, file: _SnapFile) -> None:
         txn.put(_KEY_SNAP_META, _seal(encode_snapshot_meta(meta)), db=self._snap_db)

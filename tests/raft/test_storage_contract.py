@@ -394,3 +394,20 @@ class StorageComparison(RuleBasedStateMachine):
 StorageComparison.TestCase.settings = settings(max_examples=40, stateful_step_count=15,
                                                deadline=None)
 TestStorageComparison = StorageComparison.TestCase
+
+
+@pytest.mark.parametrize("point", [2, 9], ids=["prefix-deleted-key-by-key", "tail-put-back"])
+def test_lmdb_compaction_keeps_exactly_the_tail_across_a_reopen(tmp_path: Path, point: int) -> None:
+    """Compaction deletes a short prefix key by key, but empties the log and puts back a short
+    tail (raft/lmdb_storage.py, `_keep_only_tail`): either way the log that reopens is the
+    snapshot's successors, contiguous, with their terms."""
+    tail = entries(point + 1, 10, term=2)
+    with open_lmdb(tmp_path) as storage:
+        storage.save(None, entries(1, point, term=1) + tail, None)
+        storage.compact(snapshot(point, 1))
+        assert storage.entries(point + 1, 11) == tail
+    with open_lmdb(tmp_path) as storage:
+        assert (storage.first_index(), storage.last_index()) == (point + 1, 10)
+        assert storage.entries(point + 1, 11) == tail and storage.term(point) == 1
+        storage.save(None, entries(11, 11, term=2), None)
+        assert storage.last_index() == 11
