@@ -18,9 +18,11 @@ takes the servers' own save latency during the 1-outstanding window as the disk 
 physical floor (papers/perf/suite_raft.py). Each level also says how many synced saves the
 leader made and how many entries they carried (`leader_saves`, `entries_per_save`).
 
-Ours: `RaftRuntime` (raft/trio_driver.py) on `LmdbStorage` with `sync=True` (an fsync per
-Ready), the trio transport, 150-300 ms election timeouts and 50 ms heartbeats. The state
-machine is a counter. PySyncObj: a `SyncObj` with one `@replicated` counter method, the
+Ours: `RaftRuntime` (raft/trio_driver.py) on `LmdbStorage` with `sync=True` (two flushes per
+save) or, with `--storage wal`, on `WalStorage` (the server's: a WAL record and one flush per
+save, checkpointed into that synced LMDB); the trio transport, 150-300 ms election timeouts and
+50 ms heartbeats. The state machine is a counter. Both sides run with the server's GC
+thresholds (raft/gc_policy.py). PySyncObj: a `SyncObj` with one `@replicated` counter method, the
 in-memory journal (its default; it never fsyncs), and `appendEntriesUseBatch=False`, its
 fastest commit path (with batching on, entries wait for the 100 ms append period).
 """
