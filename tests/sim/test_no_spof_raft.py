@@ -394,3 +394,18 @@ def test_the_design_bound_alone_is_too_tight_after_a_split_with_a_non_core_candi
     beyond = [p for p in results if p.took_ms is not None and p.took_ms > design_bound_ms(run.options)]
     assert beyond and all(p.failed_rounds == 1 for p in beyond), [p.describe() for p in results]
     assert all(p.took_ms is not None and p.took_ms <= allowed_ms(run, p) for p in results)
+
+
+def test_a_bound_tighter_than_an_election_timeout_is_violated_by_a_real_failover() -> None:
+    """The probes' check can fail: the leader n3 is cut off (no connection closes, so the
+    followers wait out an election timeout), and a probe written just after the cut commits
+    within its allowed time but not within one 250 ms shorter (less than E_min = 150 ms of
+    slack left), so a cluster that waited longer than the bound assumes would be reported."""
+    run = core_run(1, 3, ["n1", "n2"], [
+        {"at_ms": 401.0, "kind": "transfer", "node": "n3"},
+        {"at_ms": 800.0, "kind": "partition", "sides": [["n3"], ["rest"]]},
+    ])
+    results = run_probes(run)
+    assert all(p.took_ms is not None and p.took_ms <= allowed_ms(run, p) for p in results)
+    tight = [p.describe() for p in results if p.took_ms is not None and p.took_ms > allowed_ms(run, p) - 250.0]
+    assert tight, [p.describe() for p in results]
