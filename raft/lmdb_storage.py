@@ -462,11 +462,11 @@ class LmdbStorage:
         """`_delete_prefix` for a short tail: the `kept` entries after `index` are read, the
         log database emptied, and they are put back, all in the caller's transaction."""
         held = txn.stat(self._log_db)["entries"]
-        tail: list[tuple[bytes, bytes]] = []
+        tail: list[tuple[bytes | memoryview, bytes | memoryview]] = []
         if kept:
             cursor = txn.cursor(self._log_db)
             if cursor.set_key(_key(index + 1)):
-                tail = list(cursor.iternext(keys=True, values=True))
+                tail = list(cursor.iternext(keys=True, values=True))  # bytes: buffers=False
         if held != bounds.last_index - bounds.snapshot_index or len(tail) != kept:
             raise StorageError(f"log in {self._path} is not contiguous: it holds {held} entries "
                                f"for ({bounds.snapshot_index}, {bounds.last_index}], and {len(tail)} "

@@ -195,6 +195,11 @@ class RaftNode:
     def progress(self, node: str) -> Progress | None:
         return self._progress.get(node)
 
+    @property
+    def transfer_target(self) -> str | None:
+        """The voter this leader is handing leadership to, while a transfer is under way."""
+        return self._transfer_target
+
     def config_at(self, index: int) -> Configuration:
         """The configuration in force at `index` (the latest config entry at or before it)."""
         chosen = self._snapshot_config

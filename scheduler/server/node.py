@@ -203,12 +203,9 @@ class Server:
         runtime = self.runtime
         if runtime is None or runtime.node.role is not Role.LEADER:
             return
-        node = runtime.node
-        followers = [(progress.match, peer) for peer in sorted(node.config.voters - {node.id})
-                     if (progress := node.progress(peer)) is not None]
-        if not followers:
+        target = runtime.handover_target()
+        if target is None:
             return
-        target = max(followers)[1]
         try:
             runtime.transfer_leadership(target)
         except (NotLeader, ProposalDropped):

@@ -275,3 +275,59 @@ def test_queued_proposals_beyond_the_uncommitted_limit_are_refused_and_the_rest_
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+class SlowSnapshots(KVStateMachine):
+    """A state machine whose snapshot takes `pause_s` of (mock) time, as 100k jobs' do."""
+
+    def __init__(self, clock: trio.testing.MockClock, pause_s: float) -> None:
+        super().__init__()
+        self.clock, self.pause_s = clock, pause_s
+
+    def snapshot(self) -> bytes:
+        self.clock.jump(self.pause_s)
+        return super().snapshot()
+
+
+def test_a_leader_whose_compactions_are_slow_hands_over_leadership_before_compacting() -> None:
+    """A compaction pauses its node's loop. Once a node has measured a pause longer than half
+    the minimum election timeout, it does not compact while it leads: it hands leadership to
+    its most caught-up follower first (a transfer, not an election) and compacts as a
+    follower. Only each node's first, unmeasured compaction may happen while leading."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def main() -> None:
+        network = Network()
+        compacted_as: list[tuple[str, Role]] = []
+        async with trio.open_nursery() as nursery:
+            for index, node_id in enumerate(IDS):
+                storage = MemoryStorage()
+                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), storage,
+                                      SlowSnapshots(clock, 0.1), send=network.send,
+                                      rng=random.Random(5 + index), options=RuntimeOptions(snapshot_entries=30))
+                network.runtimes[node_id] = runtime
+
+                def compact(snapshot: object, storage: MemoryStorage = storage, runtime: RaftRuntime = runtime,
+                            node_id: str = node_id) -> None:
+                    compacted_as.append((node_id, runtime.node.role))
+                    MemoryStorage.compact(storage, snapshot)  # type: ignore[arg-type]
+
+                storage.compact = compact  # type: ignore[method-assign]
+                await nursery.start(runtime.run)
+            written = 0
+            with trio.fail_after(120):
+                while written < 400:
+                    leader = await wait_leader(network.runtimes)
+                    try:
+                        await leader.propose(write(written % 7, written), timeout_s=5)
+                        written += 1
+                    except (NotLeader, ProposalDropped, ProposalTimeout):
+                        await trio.sleep(0.01)
+            as_leader = [node for node, role in compacted_as if role is Role.LEADER]
+            assert len(compacted_as) >= 9, compacted_as
+            assert len(as_leader) <= len(set(as_leader)) == len(as_leader) <= 3, compacted_as
+            handovers = sum(r.stats.leader_changes for r in network.runtimes.values())
+            assert handovers >= 2, compacted_as
+            nursery.cancel_scope.cancel()
+
+    trio.run(main, clock=clock)
