@@ -138,9 +138,6 @@ def pack(obj: Any) -> bytes:
     return packed
 
 
-_pack = pack
-
-
 def _meta_fields(meta: SnapshotMeta) -> tuple[int, int, list[str], list[str]]:
     # Sorted, so that equal metas encode to equal bytes (snapshot checksums, golden traces).
     return (meta.index, meta.term, sorted(meta.config.voters), sorted(meta.config.learners))
@@ -174,7 +171,7 @@ def encode_message(message: Message, max_frame_bytes: int = FRAME_BYTES_MAX_DEFA
     if encoder is None:
         raise ProtocolError(f"cannot encode {type(message).__name__}: not a Raft message")
     try:
-        frame = _pack(encoder(message))
+        frame = pack(encoder(message))
     except (TypeError, ValueError, OverflowError) as exc:
         raise ProtocolError(f"cannot encode {message!r}: {exc}") from exc
     if len(frame) > max_frame_bytes:
@@ -184,15 +181,15 @@ def encode_message(message: Message, max_frame_bytes: int = FRAME_BYTES_MAX_DEFA
 
 
 def encode_entry(entry: Entry) -> bytes:
-    return _pack((entry.term, entry.index, entry.kind, entry.data))
+    return pack((entry.term, entry.index, entry.kind, entry.data))
 
 
 def encode_hard_state(hard_state: HardState) -> bytes:
-    return _pack((hard_state.term, hard_state.vote, hard_state.commit))
+    return pack((hard_state.term, hard_state.vote, hard_state.commit))
 
 
 def encode_snapshot_meta(meta: SnapshotMeta) -> bytes:
-    return _pack(_meta_fields(meta))
+    return pack(_meta_fields(meta))
 
 
 # ---- decoding -------------------------------------------------------------------------------
