@@ -116,6 +116,10 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = trio.Event()
+        self._init_answer()
+
+    def _init_answer(self) -> None:
+        """The fields every waiter has; a `_CallbackWaiter` has these and no event."""
         self.value: Any = None
         self.error: BaseException | None = None
         self.index: int | None = None
@@ -141,9 +145,8 @@ class _CallbackWaiter(_Waiter):
 
     def __init__(self, done: Callable[[Any, BaseException | None], None],
                  waiting: dict[_Waiter, tuple[str, float]]) -> None:
-        # No super().__init__(): nobody waits on an event here (one per proposal cost ~0.3 us).
-        self.value, self.error, self.index, self.abandoned = None, None, None, False
-        self.deadline = math.inf
+        # Not super().__init__(): nobody waits on an event here (one per proposal cost ~0.3 us).
+        self._init_answer()
         self.done = done
         self.waiting = waiting
 
