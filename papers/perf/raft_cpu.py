@@ -62,10 +62,13 @@ async def one_run(outstanding: int, seconds: float, seed: int, callbacks: bool =
         if callbacks:
             finished = trio.Event()
             in_flight = [outstanding]
+            failed: list[BaseException] = []
 
             def answered(result: object, error: BaseException | None) -> None:
-                if error is not None:
-                    raise error
+                if error is not None:  # raising here would only be logged by the runtime
+                    failed.append(error)
+                    finished.set()
+                    return
                 done[0] += 1
                 if time.perf_counter() < stop_at:
                     leader.propose_soon(PAYLOAD, answered, timeout_s=10.0)
@@ -77,6 +80,8 @@ async def one_run(outstanding: int, seconds: float, seed: int, callbacks: bool =
             for _ in range(outstanding):
                 leader.propose_soon(PAYLOAD, answered, timeout_s=10.0)
             await finished.wait()
+            if failed:
+                raise failed[0]
         else:
             async with trio.open_nursery() as load:
                 for _ in range(outstanding):
