@@ -325,9 +325,9 @@ def test_a_leader_whose_compactions_are_slow_hands_over_leadership_before_compac
                         await trio.sleep(0.01)
             as_leader = [node for node, role in compacted_as if role is Role.LEADER]
             assert len(compacted_as) >= 9, compacted_as
-            assert len(as_leader) <= len(set(as_leader)) == len(as_leader) <= 3, compacted_as
-            handovers = sum(r.stats.leader_changes for r in network.runtimes.values())
-            assert handovers >= 2, compacted_as
+            assert len(as_leader) == len(set(as_leader)), compacted_as  # each node's first at most
+            leader_changes = sum(r.stats.leader_changes for r in network.runtimes.values())
+            assert leader_changes >= 2, compacted_as
             nursery.cancel_scope.cancel()
 
     trio.run(main, clock=clock)
