@@ -8,6 +8,8 @@ arrival, and a deposed leader fails what it can no longer answer instead of hang
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 import msgpack
 import pytest
@@ -40,11 +42,16 @@ class Network:
             target.deliver(message)
 
 
-async def start(nursery: trio.Nursery, network: Network, seed: int = 1) -> dict[str, RaftRuntime]:
+async def start(nursery: trio.Nursery, network: Network, seed: int = 1, *,
+                storage: Callable[[], MemoryStorage] = MemoryStorage,
+                machine: Callable[[], KVStateMachine] = KVStateMachine,
+                options: RuntimeOptions = RuntimeOptions(), **config: Any) -> dict[str, RaftRuntime]:
+    """Three runtimes on `network`, each with a fresh `storage()` and `machine()`; `config`
+    adds RaftConfig fields."""
     for index, node_id in enumerate(IDS):
-        config = RaftConfig(node_id=node_id, peers=frozenset(IDS))
-        runtime = RaftRuntime(config, MemoryStorage(), KVStateMachine(), send=network.send,
-                              rng=random.Random(seed + index))
+        node_config = RaftConfig(node_id=node_id, peers=frozenset(IDS), **config)
+        runtime = RaftRuntime(node_config, storage(), machine(), send=network.send,
+                              rng=random.Random(seed + index), options=options)
         network.runtimes[node_id] = runtime
         await nursery.start(runtime.run)
     return network.runtimes
@@ -171,15 +178,10 @@ def test_w_outstanding_proposals_share_one_save(style: str) -> None:
     async def main() -> None:
         network = Network()
         async with trio.open_nursery() as nursery:
-            storages: dict[str, SaveSizes] = {}
-            for index, node_id in enumerate(IDS):
-                storages[node_id] = SaveSizes()
-                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), storages[node_id],
-                                      KVStateMachine(), send=network.send, rng=random.Random(7 + index))
-                network.runtimes[node_id] = runtime
-                await nursery.start(runtime.run)
+            await start(nursery, network, 7, storage=SaveSizes)
             leader = await wait_leader(network.runtimes)
-            sizes = storages[leader.config.node_id].sizes
+            assert isinstance(leader.storage, SaveSizes)
+            sizes = leader.storage.sizes
             before = len(sizes)
             finished = trio.Event()
             left = [width * rounds]
@@ -220,12 +222,7 @@ def test_the_nodes_compact_at_staggered_points() -> None:
     async def main() -> None:
         network = Network()
         async with trio.open_nursery() as nursery:
-            for index, node_id in enumerate(IDS):
-                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), MemoryStorage(),
-                                      KVStateMachine(), send=network.send, rng=random.Random(3 + index),
-                                      options=RuntimeOptions(snapshot_entries=40))
-                network.runtimes[node_id] = runtime
-                await nursery.start(runtime.run)
+            await start(nursery, network, 3, options=RuntimeOptions(snapshot_entries=40))
             leader = await wait_leader(network.runtimes)
             for value in range(130):
                 await leader.propose(write(value % 5, value), timeout_s=5)
@@ -249,12 +246,7 @@ def test_queued_proposals_beyond_the_uncommitted_limit_are_refused_and_the_rest_
     async def main() -> None:
         network = Network()
         async with trio.open_nursery() as nursery:
-            for index, node_id in enumerate(IDS):
-                config = RaftConfig(node_id=node_id, peers=frozenset(IDS), uncommitted_entries_max=5)
-                runtime = RaftRuntime(config, MemoryStorage(), KVStateMachine(), send=network.send,
-                                      rng=random.Random(11 + index))
-                network.runtimes[node_id] = runtime
-                await nursery.start(runtime.run)
+            await start(nursery, network, 11, uncommitted_entries_max=5)
             leader = await wait_leader(network.runtimes)
             await leader.propose(write(0, 0), timeout_s=5)  # nothing uncommitted from here
             answers: list[object] = []
@@ -300,12 +292,11 @@ def test_a_leader_whose_compactions_are_slow_hands_over_leadership_before_compac
         network = Network()
         compacted_as: list[tuple[str, Role]] = []
         async with trio.open_nursery() as nursery:
-            for index, node_id in enumerate(IDS):
-                storage = MemoryStorage()
-                runtime = RaftRuntime(RaftConfig(node_id=node_id, peers=frozenset(IDS)), storage,
-                                      SlowSnapshots(clock, 0.1), send=network.send,
-                                      rng=random.Random(5 + index), options=RuntimeOptions(snapshot_entries=30))
-                network.runtimes[node_id] = runtime
+            await start(nursery, network, 5, machine=lambda: SlowSnapshots(clock, 0.1),
+                        options=RuntimeOptions(snapshot_entries=30))
+            for node_id, runtime in network.runtimes.items():  # nothing to compact yet
+                storage = runtime.storage
+                assert isinstance(storage, MemoryStorage)
 
                 def compact(snapshot: object, storage: MemoryStorage = storage, runtime: RaftRuntime = runtime,
                             node_id: str = node_id) -> None:
@@ -313,7 +304,6 @@ def test_a_leader_whose_compactions_are_slow_hands_over_leadership_before_compac
                     MemoryStorage.compact(storage, snapshot)  # type: ignore[arg-type]
 
                 storage.compact = compact  # type: ignore[method-assign]
-                await nursery.start(runtime.run)
             written = 0
             with trio.fail_after(120):
                 while written < 400:
