@@ -81,9 +81,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--plot", metavar="FILE",
                         help="draw the run's timeline, .png or .svg (with --seeds: the last run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    parser.add_argument("--native", action="store_true",
-                        help="run the mypyc-compiled build of the same sources, ~3x faster with the same "
-                             "traces (built once per source version, about a minute: python -m sim.native)")
+    parser.add_argument("--build", choices=BUILDS, default=None,
+                        help="which build of the Raft core and simulator runs: native, the mypyc-compiled build "
+                             "of these same sources (~3x faster, the same traces; compiled once per source "
+                             "version, about a minute, here or by `python -m sim.native build`); "
+                             "interpreted, the Python sources; auto, native when a build of the current "
+                             "sources exists, else interpreted (default auto, or $RAFTCRON_SIM_BUILD)")
+    parser.add_argument("--native", action="store_const", const="native", dest="build",
+                        help="the same as --build native")
     parser.set_defaults(func=run)
 
 
@@ -234,18 +239,43 @@ def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
-def _run_native(args: argparse.Namespace) -> int:
-    """The same command in a child that imports the compiled build (sim/native.py)."""
+BUILDS = ("auto", "native", "interpreted")
+
+
+def chosen_build(args: argparse.Namespace) -> str:
+    """--build, else $RAFTCRON_SIM_BUILD, else auto; a bad environment value is a usage error."""
+    import os
+
+    build = args.build or os.environ.get("RAFTCRON_SIM_BUILD") or "auto"
+    if build not in BUILDS:
+        raise UsageError(f"RAFTCRON_SIM_BUILD={build!r}: expected one of {', '.join(BUILDS)}")
+    return str(build)
+
+
+def _build_name() -> str:
+    """Which build this process runs, as the summary's `build` names it."""
     from sim import native
 
+    return "native" if native.compiled() else "interpreted"
+
+
+def _run_native(args: argparse.Namespace, build: str) -> int | None:
+    """The same command in a child that imports the compiled build (sim/native.py), or None to
+    run here: `auto` with no build of the current sources, or this process is the build."""
+    from sim import native
+
+    if build == "interpreted" or native.compiled():
+        return None
     path = native.build_path()
+    if path is None and build == "auto":
+        return None
     if path is None:
         print("building the compiled simulator for these sources (once, about a minute)...",
               file=sys.stderr, flush=True)
         try:
             path = native.build()
         except (RuntimeError, OSError) as error:
-            raise UsageError(f"--native: the build failed (drop --native to run interpreted): "
+            raise UsageError(f"--build native: the build failed (--build interpreted runs the Python sources): "
                              f"{str(error)[-500:]}") from None
     return native.run_built(path, ["sim", *args.argv])
 
@@ -257,19 +287,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
-    if args.native:
-        from sim import native
-
-        if not native.compiled():
-            return _run_native(args)
+    code = _run_native(args, chosen_build(args))
+    if code is not None:
+        return code
     if args.plot:
         from raftcron.cmd_plot import check_output
 
         check_output(args.plot)
+    build = _build_name()
+    if build == "interpreted" and len(seeds) >= 20 and not args.json and chosen_build(args) == "auto":
+        print("tip: `python -m sim.native build` once (about a minute) and `raftcron sim` runs the "
+              "compiled build, ~3x faster with the same traces", file=sys.stderr)
     results: list[dict[str, Any]] = []
     worst = 0
     for seed in seeds:
         summary, code = _run_one(args, seed, show_progress=len(seeds) == 1)
+        summary["build"] = build
         results.append(summary)
         worst = max(worst, code)
         if len(seeds) > 1 and not args.json:
@@ -434,7 +467,8 @@ def human_summary(s: dict[str, Any]) -> str:
         return f"seed {s['seed']}: the simulator crashed (traceback above)"
     lines = [
         f"raftcron sim: {s['nodes']} nodes, {s['sim_seconds']:g} simulated seconds, seed {s['seed']}",
-        f"  {s['events']} events in {s['wall_seconds']} s wall ({s['sim_speedup']}x real time)",
+        f"  {s['events']} events in {s['wall_seconds']} s wall ({s['sim_speedup']}x real time, "
+        f"{s.get('build', 'interpreted')} build)",
         f"  first leader after {_ms(s['first_leader_s'])}; {len(s['leaders'])} leaders, "
         f"{s['leader_changes']} changes",
     ]

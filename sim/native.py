@@ -15,8 +15,11 @@ its `.py` would shadow every later edit of that file. `build_path()` names the b
 current sources, or None when there is none (an edit makes it stale at once); a process uses
 it by putting it first on `sys.path` before it imports `raft` or `sim` (not `PYTHONPATH`:
 `python -c` and `-m` put the working directory ahead of it). The bench runs the compiled side
-in such a subprocess; `python -m sim.native run ARGS` runs `raftcron ARGS` that way. Compiled, `raft/messages.py`'s classes refuse `object.__new__`,
-so the wire codec then builds entries with `Entry(...)` (raft/codec.py, `_SLOTS_WRITABLE`).
+in such a subprocess; `python -m sim.native run ARGS` runs `raftcron ARGS` that way, and
+`raftcron sim` does it by itself whenever a build of the current sources exists (`--build auto`,
+the default; `--build interpreted` opts out; `--native` builds first if needed). Compiled,
+`raft/messages.py`'s classes refuse `object.__new__`, so the wire codec then builds entries with
+`Entry(...)` (raft/codec.py, `_SLOTS_WRITABLE`).
 """
 
 from __future__ import annotations
@@ -89,7 +92,43 @@ def build(*, quiet: bool = True) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     else:
         staging.rename(target)
+    prune(keep=KEEP_BUILDS)
     return target
+
+
+KEEP_BUILDS = 3  # ~6 MB each; every edit of raft/ or sim/ makes a new one
+
+
+def prune(*, keep: int) -> list[Path]:
+    """Remove all but the `keep` newest finished builds (the current one always stays), and the
+    staging directories of builds whose process is gone. Returns what it removed."""
+    root, current = cache_dir(), source_digest()
+    if not root.is_dir():
+        return []
+    removed: list[Path] = []
+    builds: list[tuple[float, Path]] = []
+    for path in root.iterdir():
+        name, _, pid = path.name.partition(".tmp")
+        if pid:
+            if pid.isdigit() and not _alive(int(pid)):
+                removed.append(path)
+        elif (path / "BUILT").exists() and name != current:
+            builds.append(((path / "BUILT").stat().st_mtime, path))
+    builds.sort(reverse=True)
+    removed += [path for _, path in builds[max(keep - 1, 0):]]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 _RUN = """

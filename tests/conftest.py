@@ -15,6 +15,11 @@ settings.register_profile("deep", max_examples=2000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("dev", max_examples=100, deadline=None)
 
+# `raftcron sim` re-runs itself on the compiled simulator when a build exists (cmd_sim.py, `auto`),
+# in a child process that pytest's capsys and monkeypatches do not reach. The suite runs the
+# sources it is testing; tests/sim/test_native.py covers the compiled build and `auto`.
+os.environ.setdefault("RAFTCRON_SIM_BUILD", "interpreted")
+
 _profile = os.environ.get("HYPOTHESIS_PROFILE") or ("deep" if os.environ.get("RAFTCRON_DEEP") else "ci")
 settings.load_profile(_profile)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,52 @@ def test_raftcron_sim_native_runs_the_same_story_in_the_compiled_build(
     args = ["sim", "--seconds", "8", "--seed", "5", "--faults", "crash,partition", "--json"]
     assert main([*args, "--native"]) == 0
     compiled = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
-    assert main(args) == 0
+    assert main([*args, "--build", "interpreted"]) == 0
     interpreted = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert compiled["trace_sha256"] == interpreted["trace_sha256"]
+    assert (compiled["build"], interpreted["build"]) == ("native", "interpreted")
+
+
+def test_raftcron_sim_runs_an_existing_build_by_default(
+        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """With no --build and no $RAFTCRON_SIM_BUILD, `raftcron sim` takes the compiled build when
+    one of the current sources exists, and the Python sources when none does (never building)."""
+    if native.build_path() is None:
+        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
+        native.build()
+    from raftcron.cli import main
+
+    monkeypatch.delenv("RAFTCRON_SIM_BUILD")  # tests/conftest.py pins it for the rest of the suite
+    args = ["sim", "--seconds", "4", "--seed", "2", "--json"]
+    assert main(args) == 0
+    assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["build"] == "native"
+    monkeypatch.setenv("RAFTCRON_NATIVE_DIR", str(tmp_path))  # an empty cache: no build to take
+    assert main(args) == 0
+    assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["build"] == "interpreted"
+    assert not list(tmp_path.iterdir()), "auto must not start a build"
+
+
+def test_a_bad_build_name_in_the_environment_is_a_usage_error(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from raftcron.cli import main
+
+    monkeypatch.setenv("RAFTCRON_SIM_BUILD", "fast")
+    assert main(["sim", "--seconds", "1"]) == 2
+    assert "RAFTCRON_SIM_BUILD='fast'" in capsys.readouterr().err
+
+
+def test_a_build_prunes_old_builds_and_dead_staging_but_keeps_the_newest(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import os
+
+    monkeypatch.setenv("RAFTCRON_NATIVE_DIR", str(tmp_path))
+    for age, name in enumerate(["old3", "old2", "old1", native.source_digest()]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "BUILT").write_text("x")
+        os.utime(tmp_path / name / "BUILT", (1000 + age, 1000 + age))
+    (tmp_path / "old1.tmp999999999").mkdir()  # no such process: a build that died
+    (tmp_path / f"old1.tmp{os.getpid()}").mkdir()  # this process: a build under way
+    removed = native.prune(keep=3)
+    assert sorted(path.name for path in removed) == ["old1.tmp999999999", "old3"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["old2", "old1", native.source_digest(), f"old1.tmp{os.getpid()}"])
