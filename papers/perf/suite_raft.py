@@ -44,6 +44,7 @@ from papers.perf.harness import BenchContext, BenchResult, Sample, Target, alter
 from papers.perf.loopback_nodes import read_save_times
 from papers.perf.peers import python_module
 from raft import gc_policy
+from scheduler.server.local_cluster import free_port
 
 NODES = 3
 RESULT_WAIT_S = 120.0
@@ -133,16 +134,8 @@ def _version(package: str) -> str:
 
 # ---- one cluster --------------------------------------------------------------------------------
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out (closed again: a tiny race we accept on loopback)."""
-    sockets = []
-    for _ in range(count):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sockets.append(sock)
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
+    """Distinct free ports outside the ephemeral range (scheduler/server/local_cluster.py)."""
+    return [free_port() for _ in range(count)]
 
 
 def _cluster(side: str, levels: tuple[int, ...], seconds: float, storage: str) -> Sample:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -72,13 +73,51 @@ class ClusterPlan:
         (self.directory / "cluster.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
+_handed_out: set[int] = set()  # never the same port twice in one process
+_pick = random.SystemRandom()  # ports are the machine's, not a run's: no seed to honour
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS just handed out; another process could take it before we bind, which
-    only matters for tests and is retried there by starting again."""
+    """A port that is free now, to listen on later, picked outside the kernel's ephemeral range.
+
+    Why not bind 0 and close: that port comes from the ephemeral range, which the kernel also
+    uses as source ports of outgoing connections. A killed server's port was then free for
+    any reconnecting peer's connection to take, and the restart failed to bind. Outside the
+    range only another listener can take it (bind 0 again when no such range exists)."""
+    span = _listen_span()
+    if span is not None:
+        for _ in range(200):
+            port = _pick.randrange(span[0], span[1])
+            if port not in _handed_out and _bindable(host, port):
+                _handed_out.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
+        port = int(sock.getsockname()[1])
+        _handed_out.add(port)
         return port
+
+
+def _listen_span() -> tuple[int, int] | None:
+    """[low, high) of ports below (or above) the ephemeral range, at least 4,000 wide."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return None
+    if low - 10000 >= 4000:
+        return 10000, low
+    if 65536 - (high + 1) >= 4000:
+        return high + 1, 65536
+    return None
+
+
+def _bindable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def _secret_file(directory: Path) -> Path:
