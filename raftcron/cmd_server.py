@@ -91,7 +91,9 @@ def _add_node_arguments(parser: argparse.ArgumentParser, *, voter: bool) -> None
     parser.add_argument("--heartbeat-ms", type=float, default=50.0, help="heartbeat interval (default 50)")
     parser.add_argument("--snapshot-entries", type=int, default=10_000,
                         help="compact the log after this many applied entries, plus up to a quarter more "
-                             "drawn per node, so the nodes' compaction pauses do not coincide")
+                             "drawn per node, so the nodes' compaction pauses do not coincide; a leader whose "
+                             "last compaction paused it for over half the minimum election timeout hands "
+                             "leadership to a follower first (docs/operations.md)")
     parser.add_argument("--wal", action=argparse.BooleanOptionalAction, default=True,
                         help="save Raft state through a write-ahead log: one flush per save "
                              "instead of LMDB's two (docs/storage.md; default on; --no-wal folds "
