@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from raft.config import RaftConfig
 from raft.driver import handle_ready
@@ -77,6 +77,20 @@ class SimNode:
     restore: Callable[[Snapshot], None] = _unbound
 
 
+class NodeWatcher(Protocol):
+    """Told of each node's life-cycle and clock changes at their exact true time, whichever path
+    they come by (fault schedule, armed crashes, tests): the scheduler world uses it to kill,
+    suspend and restart agents and to record down windows. A protocol, not wrapped methods:
+    the compiled build (sim/native.py) does not let a method be replaced on an instance."""
+
+    def crashed(self, node_id: str) -> None: ...  # it was up
+    def started(self, node_id: str) -> None: ...
+    def paused(self, node_id: str) -> None: ...  # it was running
+    def resumed(self, node_id: str, was_paused: bool) -> None: ...  # after any resume() call
+    def clock_jumping(self, node_id: str) -> None: ...  # before a jump
+    def clock_changed(self, node_id: str) -> None: ...  # after a jump or a rate change
+
+
 class SimCluster:
     def __init__(
         self,
@@ -126,6 +140,7 @@ class SimCluster:
         self.on_role: Callable[[str, str, int], None] | None = None
         self.on_deliver: Callable[[Message], None] | None = None
         self.on_event: Callable[[str, str, dict[str, Any]], None] | None = None  # every Raft trace event
+        self.watcher: NodeWatcher | None = None
         self.snapshots_taken = 0
         self.snapshots_installed = 0
         self.max_log_entries = 0
@@ -202,6 +217,8 @@ class SimCluster:
         node.raft = RaftNode(cfg, node.storage, node.rng, node.clock.local(self.now))
         self._emit_fault(node_id, "start", lifetime=node.lifetime)
         self._process(node)
+        if self.watcher is not None:
+            self.watcher.started(node_id)
 
     def add_node(self, node_id: str) -> None:
         """A new, empty server in join mode: it never campaigns until a configuration change
@@ -224,6 +241,8 @@ class SimCluster:
         self._emit_fault(node_id, "crash")
         if self.notify_closed_connections:
             self._notify_closed(node_id)
+        if self.watcher is not None:
+            self.watcher.crashed(node_id)
 
     def _notify_closed(self, closed: str) -> None:
         """Like TCP's EOF, the close reaches a peer after every message already on the wire."""
@@ -270,11 +289,19 @@ class SimCluster:
         if node.alive and not node.paused:
             node.paused = True
             self._emit_fault(node_id, "pause")
+            if self.watcher is not None:
+                self.watcher.paused(node_id)
 
     def resume(self, node_id: str) -> None:
         node = self.nodes[node_id]
-        if not (node.alive and node.paused):
-            return
+        was_paused = node.alive and node.paused
+        if was_paused:
+            self._resume(node)
+        if self.watcher is not None:
+            self.watcher.resumed(node_id, was_paused)
+
+    def _resume(self, node: SimNode) -> None:
+        node_id = node.id
         node.paused = False
         self._emit_fault(node_id, "resume")
         raft = node.raft
@@ -288,11 +315,15 @@ class SimCluster:
 
     def jump_clock(self, node_id: str, delta_ms: float) -> None:
         node = self.nodes[node_id]
+        if self.watcher is not None:
+            self.watcher.clock_jumping(node_id)
         node.clock.jump(self.now, delta_ms)
         self._emit_fault(node_id, "clock_jump", delta_ms=round(delta_ms, 3))
         if node.alive:
             node.timer_at = math.nan  # force a reschedule against the new clock
             self._reschedule(node)
+        if self.watcher is not None:
+            self.watcher.clock_changed(node_id)
 
     def set_clock_rate(self, node_id: str, rate: float) -> None:
         node = self.nodes[node_id]
@@ -300,6 +331,8 @@ class SimCluster:
         if node.alive:
             node.timer_at = math.nan
             self._reschedule(node)
+        if self.watcher is not None:
+            self.watcher.clock_changed(node_id)
 
     def _emit_fault(self, node_id: str, kind: str, **fields: Any) -> None:
         node = self.nodes[node_id]

@@ -359,47 +359,10 @@ class SchedulerWorld:
     # ---- faults -----------------------------------------------------------------------------------
     def _watch_faults(self, cluster: SimCluster) -> None:
         """See every crash, restart, pause, resume and clock step at its exact true time, by
-        whichever path it comes (fault schedule, armed crashes, tests): wrap this cluster's
-        methods. The network (partitions, loss) is sampled instead, see `_sample`."""
-        crash, start, pause, resume = cluster.crash, cluster.start, cluster.pause, cluster.resume
-        jump_clock, set_clock_rate = cluster.jump_clock, cluster.set_clock_rate
-
-        def crash_(node_id: str) -> None:
-            up = cluster.nodes[node_id].alive
-            crash(node_id)
-            if up:
-                self._went_down(node_id, "crash")
-
-        def start_(node_id: str) -> None:
-            start(node_id)
-            self._start_agent(node_id)
-            self._came_back(node_id)
-
-        def pause_(node_id: str) -> None:
-            running = cluster.nodes[node_id].alive and not cluster.nodes[node_id].paused
-            pause(node_id)
-            if running and cluster.nodes[node_id].paused:
-                self._went_down(node_id, "pause")
-
-        def resume_(node_id: str) -> None:
-            paused = cluster.nodes[node_id].alive and cluster.nodes[node_id].paused
-            resume(node_id)
-            if paused and node_id in self.agents:
-                self.agents[node_id].resume()
-            self._came_back(node_id)
-
-        def jump_clock_(node_id: str, delta_ms: float) -> None:
-            self._sample_offsets()
-            jump_clock(node_id, delta_ms)
-            self._clock_changed(node_id)
-
-        def set_clock_rate_(node_id: str, rate: float) -> None:
-            set_clock_rate(node_id, rate)
-            self._clock_changed(node_id)
-
-        cluster.crash, cluster.start, cluster.pause = crash_, start_, pause_  # type: ignore[method-assign]
-        cluster.resume, cluster.jump_clock = resume_, jump_clock_  # type: ignore[method-assign]
-        cluster.set_clock_rate = set_clock_rate_  # type: ignore[method-assign]
+        whichever path it comes (fault schedule, armed crashes, tests): the cluster's
+        `NodeWatcher`. The network (partitions, loss) is sampled instead, see `_sample`."""
+        assert cluster.watcher is None, "one scheduler world per cluster"
+        cluster.watcher = _FaultWatcher(self)
 
     def _clock_changed(self, node: str) -> None:
         self._sample_offsets()
@@ -597,3 +560,32 @@ def _connected_groups(ids: list[str], blocked: set[tuple[str, str]]) -> list[lis
         else:
             groups.append([node])
     return groups
+
+
+class _FaultWatcher:
+    """The world's `sim.cluster.NodeWatcher`: agents follow their servers, and down windows are
+    recorded for the no-SPOF checker."""
+
+    def __init__(self, world: SchedulerWorld) -> None:
+        self.world = world
+
+    def crashed(self, node_id: str) -> None:
+        self.world._went_down(node_id, "crash")
+
+    def started(self, node_id: str) -> None:
+        self.world._start_agent(node_id)
+        self.world._came_back(node_id)
+
+    def paused(self, node_id: str) -> None:
+        self.world._went_down(node_id, "pause")
+
+    def resumed(self, node_id: str, was_paused: bool) -> None:
+        if was_paused and node_id in self.world.agents:
+            self.world.agents[node_id].resume()
+        self.world._came_back(node_id)
+
+    def clock_jumping(self, node_id: str) -> None:
+        self.world._sample_offsets()
+
+    def clock_changed(self, node_id: str) -> None:
+        self.world._clock_changed(node_id)

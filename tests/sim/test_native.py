@@ -99,3 +99,22 @@ def test_a_build_prunes_old_builds_and_dead_staging_but_keeps_the_newest(
     assert sorted(path.name for path in removed) == ["old1.tmp999999999", "old3"]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         ["old2", "old1", native.source_digest(), f"old1.tmp{os.getpid()}"])
+
+
+def test_the_scheduler_world_runs_on_the_compiled_build_with_the_same_story(
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """`--jobs` on the build: the world watches crashes and pauses through the cluster's
+    `NodeWatcher`, since a compiled class's methods cannot be replaced on an instance."""
+    if native.build_path() is None:
+        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
+    from raftcron.cli import main
+
+    args = ["sim", "--jobs", str(native.ROOT / "examples" / "jobs.json"), "--faults", "all", "--seed", "1",
+            "--seconds", "20", "--json"]
+    assert main([*args, "--native"]) == 0
+    compiled = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert main([*args, "--build", "interpreted"]) == 0
+    interpreted = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert compiled["build"] == "native"
+    assert compiled["trace_sha256"] == interpreted["trace_sha256"]
+    assert compiled["ticks_fired"] == interpreted["ticks_fired"] > 0
