@@ -291,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--seeds must be >= 1")
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
-    code = _run_native(args, chosen_build(args))
+    wanted = chosen_build(args)
+    code = _run_native(args, wanted)
     if code is not None:
         return code
     if args.plot:
@@ -299,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_output(args.plot)
     build = _build_name()
-    if build == "interpreted" and len(seeds) >= 20 and not args.json and chosen_build(args) == "auto":
+    if build == "interpreted" and wanted == "auto" and len(seeds) >= 20 and not args.json:
         print("tip: `python -m sim.native build` once (about a minute) and `raftcron sim` runs the "
               "compiled build, ~3x faster with the same traces", file=sys.stderr)
     results: list[dict[str, Any]] = []
