@@ -270,7 +270,10 @@ def _run_native(args: argparse.Namespace, build: str) -> int | None:
 
     if build == "interpreted" or native.compiled():
         return None
-    path = native.build_path()
+    try:
+        path = native.build_path()
+    except (OSError, RuntimeError):  # no home directory, an unreadable cache: no build to take
+        path = None
     if path is None and build == "auto":
         return None
     if path is None:

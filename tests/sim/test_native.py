@@ -118,3 +118,17 @@ def test_the_scheduler_world_runs_on_the_compiled_build_with_the_same_story(
     assert compiled["build"] == "native"
     assert compiled["trace_sha256"] == interpreted["trace_sha256"]
     assert compiled["ticks_fired"] == interpreted["ticks_fired"] > 0
+
+
+def test_auto_runs_the_sources_when_the_build_cache_cannot_be_found(
+        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """No home directory (Path.home() raises) must not stop a run that never asked for a build."""
+    from raftcron.cli import main
+
+    def no_home() -> None:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("RAFTCRON_SIM_BUILD")
+    monkeypatch.setattr(native, "build_path", no_home)
+    assert main(["sim", "--seconds", "2", "--json"]) == 0
+    assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["build"] == "interpreted"
