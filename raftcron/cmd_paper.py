@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from raftcron.builds import add_build_arguments, build_name, chosen_build, run_on_build
 from raftcron.cli import UsageError
 
 FIG16_HELP = """\
@@ -67,6 +68,7 @@ def register(subparsers: Any) -> None:
     fig16.add_argument("--trace-trial", type=int, default=None, metavar="N",
                        help="with --trace: which trial to replay (default: the slowest)")
     fig16.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    add_build_arguments(fig16)
     fig16.set_defaults(func=run_fig16)
     from papers.dkron_study.command import add_parser as add_dkron_study
 
@@ -121,10 +123,21 @@ def run_fig16(args: argparse.Namespace) -> int:
     options = build_fig16_options(args)
     if args.trace_trial is not None and not 0 <= args.trace_trial < options.trials_for(options.configs[0]):
         raise UsageError(f"--trace-trial must name one of the {options.trials_for(options.configs[0])} trials")
+    wanted = chosen_build(args)
+    if any(config.figure2_timer for config in options.configs):
+        # The ablation replaces a method on one RaftNode (fig16.py), which compiled classes refuse.
+        if wanted == "native":
+            raise UsageError("the +fig2timer ablation patches the Raft core, which the compiled build does not "
+                             "allow: run it with --build interpreted")
+        wanted = "interpreted"
+    code = run_on_build(wanted, ["paper", *args.argv])
+    if code is not None:
+        return code
     out_dir = args.out or _default_out_dir()
     total = sum(options.trials_for(c) for c in options.configs)
     with _Progress(not args.json, total) as progress:
         result, downtimes = _run(options, progress)
+    result["build"] = build_name()
     try:
         paths = report.write_outputs(result, downtimes, out_dir, plot=not args.no_plot)
     except OSError as error:
@@ -138,7 +151,8 @@ def run_fig16(args: argparse.Namespace) -> int:
     capped = {name: s["capped"] for name, s in result["configs"].items() if s["capped"]}
     if capped:
         print(f"capped at {options.trial.sim_ms_max / 1000:g} simulated s (lower bounds): {capped}")
-    print(f"{total} trials in {result['wall_seconds']} s wall with {options.workers} worker(s); "
+    print(f"{total} trials in {result['wall_seconds']} s wall with {options.workers} worker(s), "
+          f"{result['build']} build; "
           "cells are ours / paper (ms; s where marked); paper trials in parentheses")
     for path in paths:
         print(f"  wrote {path}")

@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import IO, Any
 
+from raftcron.builds import add_build_arguments, build_name, chosen_build, run_on_build
 from raftcron.cli import UsageError
 
 EXIT_CRASH, EXIT_LIVENESS, EXIT_CORRECTNESS = 127, 128, 129
@@ -85,14 +86,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--plot", metavar="FILE",
                         help="draw the run's timeline, .png or .svg (with --seeds: the last run)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    parser.add_argument("--build", choices=BUILDS, default=None,
-                        help="which build of the Raft core and simulator runs: native, the mypyc-compiled build "
-                             "of these same sources (~3x faster, the same traces; compiled once per source "
-                             "version, about a minute, here or by `python -m sim.native build`); "
-                             "interpreted, the Python sources; auto, native when a build of the current "
-                             "sources exists, else interpreted (default auto, or $RAFTCRON_SIM_BUILD)")
-    parser.add_argument("--native", action="store_const", const="native", dest="build",
-                        help="the same as --build native")
+    add_build_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -243,50 +237,6 @@ def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
-BUILDS = ("auto", "native", "interpreted")
-
-
-def chosen_build(args: argparse.Namespace) -> str:
-    """--build, else $RAFTCRON_SIM_BUILD, else auto; a bad environment value is a usage error."""
-    import os
-
-    build = args.build or os.environ.get("RAFTCRON_SIM_BUILD") or "auto"
-    if build not in BUILDS:
-        raise UsageError(f"RAFTCRON_SIM_BUILD={build!r}: expected one of {', '.join(BUILDS)}")
-    return str(build)
-
-
-def _build_name() -> str:
-    """Which build this process runs, as the summary's `build` names it."""
-    from sim import native
-
-    return "native" if native.compiled() else "interpreted"
-
-
-def _run_native(args: argparse.Namespace, build: str) -> int | None:
-    """The same command in a child that imports the compiled build (sim/native.py), or None to
-    run here: `auto` with no build of the current sources, or this process is the build."""
-    from sim import native
-
-    if build == "interpreted" or native.compiled():
-        return None
-    try:
-        path = native.build_path()
-    except (OSError, RuntimeError):  # no home directory, an unreadable cache: no build to take
-        path = None
-    if path is None and build == "auto":
-        return None
-    if path is None:
-        print("building the compiled simulator for these sources (once, about a minute)...",
-              file=sys.stderr, flush=True)
-        try:
-            path = native.build()
-        except (RuntimeError, OSError) as error:
-            raise UsageError(f"--build native: the build failed (--build interpreted runs the Python sources): "
-                             f"{str(error)[-500:]}") from None
-    return native.run_built(path, ["sim", *args.argv])
-
-
 def run(args: argparse.Namespace) -> int:
     from sim.runner import derive_seeds
 
@@ -295,14 +245,14 @@ def run(args: argparse.Namespace) -> int:
     seeds = derive_seeds(args.seed, args.seeds)
     build_options(args, seeds[0], None)  # validate everything before any work
     wanted = chosen_build(args)
-    code = _run_native(args, wanted)
+    code = run_on_build(wanted, ["sim", *args.argv])
     if code is not None:
         return code
     if args.plot:
         from raftcron.cmd_plot import check_output
 
         check_output(args.plot)
-    build = _build_name()
+    build = build_name()
     if build == "interpreted" and wanted == "auto" and len(seeds) >= 20 and not args.json:
         print("tip: `python -m sim.native build` once (about a minute) and `raftcron sim` runs the "
               "compiled build, ~3x faster with the same traces", file=sys.stderr)

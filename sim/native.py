@@ -132,8 +132,9 @@ def _alive(pid: int) -> bool:
 
 
 _RUN = """
-import sys
-sys.path.insert(0, sys.argv.pop(1))
+import json, sys
+build, parent_path = sys.argv.pop(1), json.loads(sys.argv.pop(1))
+sys.path[:] = [build, *parent_path]
 from sim import native
 assert native.compiled(), "the build's modules were not imported"
 from raftcron.cli import main
@@ -142,8 +143,12 @@ sys.exit(main(sys.argv[1:]))
 
 
 def run_built(path: Path, raftcron_args: list[str]) -> int:
-    """`raftcron ARGS` in a child whose `raft` and `sim` are the build at `path`."""
-    return subprocess.run([sys.executable, "-c", _RUN, str(path), *raftcron_args],
+    """`raftcron ARGS` in a child whose `raft` and `sim` are the build at `path`, and whose
+    other imports resolve as this process's do: its `sys.path`, not `python -c`'s, which would
+    put the working directory first (a `papers/` or `scheduler/` there would shadow ours)."""
+    import json
+
+    return subprocess.run([sys.executable, "-c", _RUN, str(path), json.dumps(sys.path), *raftcron_args],
                           check=False).returncode
 
 

@@ -80,6 +80,16 @@ class TraceWriter:
         return self._hash.hexdigest()
 
 
+class NullTrace(TraceWriter):
+    """Writes and hashes nothing: for batches of runs that need no trace (Figure 16's trials),
+    where formatting every event would cost more than Raft itself. Here, not in the caller, so
+    that it is compiled with `TraceWriter` (sim/native.py): compiled classes refuse interpreted
+    subclasses."""
+
+    def write(self, true_ms: float, node: str, local_ms: float, kind: str, fields: dict[str, Any]) -> None:
+        return None
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)

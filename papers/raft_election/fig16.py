@@ -49,7 +49,7 @@ from raft.node import RaftNode
 from raft.progress import Role
 from sim.cluster import RaftTimings, SimCluster
 from sim.network import NetworkOptions
-from sim.trace import TraceWriter
+from sim.trace import NullTrace, TraceWriter
 
 NODE_IDS = ("n1", "n2", "n3", "n4", "n5")
 LATENCY_MS_DEFAULT = (7.0, 8.0)
@@ -179,13 +179,6 @@ class Trial:
     capped: bool
 
 
-class _NullTrace(TraceWriter):
-    """Trials need no trace: formatting JSON for every event would cost more than Raft itself."""
-
-    def write(self, true_ms: float, node: str, local_ms: float, kind: str, fields: dict[str, Any]) -> None:
-        return None
-
-
 def trial_seed(seed: int, config: Fig16Config, index: int) -> int:
     """A trial's seed: a function of the range and trial number only (not of the variant, the
     worker, or the order of execution)."""
@@ -205,7 +198,7 @@ class _TrialRun:
                               pre_vote=config.pre_vote, check_quorum=False)
         network = NetworkOptions(latency_ms_min=options.latency_ms_min, latency_ms_max=options.latency_ms_max)
         self.cluster = SimCluster(list(NODE_IDS), seed=self.rng.getrandbits(64), timings=timings,
-                                  network=network, trace=trace or _NullTrace())
+                                  network=network, trace=trace or NullTrace())
         self.cluster.on_role = self._on_role
         if config.figure2_timer:
             for node in self.cluster.nodes.values():

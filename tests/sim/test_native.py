@@ -132,3 +132,36 @@ def test_auto_runs_the_sources_when_the_build_cache_cannot_be_found(
     monkeypatch.setattr(native, "build_path", no_home)
     assert main(["sim", "--seconds", "2", "--json"]) == 0
     assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["build"] == "interpreted"
+
+
+def test_figure_16_gives_the_same_numbers_on_the_compiled_build(
+        capfd: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    if native.build_path() is None:
+        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
+    from raftcron.cli import main
+
+    args = ["paper", "fig16", "--trials", "20", "--configs", "150-155,150-300", "--json", "--no-plot",
+            "--workers", "1"]
+    results = {}
+    for build in ("native", "interpreted"):
+        assert main([*args, "--out", str(tmp_path / build), "--build", build]) == 0
+        results[build] = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
+    assert (results["native"].pop("build"), results["interpreted"].pop("build")) == ("native", "interpreted")
+    for result in results.values():
+        result.pop("wall_seconds")
+    assert results["native"] == results["interpreted"]
+
+
+def test_the_figure_2_timer_ablation_runs_interpreted(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """It replaces a method on one RaftNode, which a compiled class refuses: auto runs the
+    sources even with a build at hand, and an explicit --build native is a usage error."""
+    from raftcron.cli import main
+
+    monkeypatch.delenv("RAFTCRON_SIM_BUILD")
+    args = ["paper", "fig16", "--trials", "2", "--configs", "150-155+fig2timer", "--json", "--no-plot",
+            "--workers", "1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["build"] == "interpreted"
+    assert main([*args, "--build", "native"]) == 2
+    assert "--build interpreted" in capsys.readouterr().err
