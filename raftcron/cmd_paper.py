@@ -26,7 +26,7 @@ Writes fig16.png/.svg (the paper's two panels), fig16.json and fig16_table.md to
 prints the table beside the paper's numbers.
 
 examples:
-  raftcron paper fig16                          # the full reproduction (about a minute)
+  raftcron paper fig16                          # the full reproduction (~15 s; ~5 s on the compiled build)
   raftcron paper fig16 --extras                 # plus pre-vote, 5% loss and the timer ablation
   raftcron paper fig16 --trials 100 --configs 150-155,150-300 --json
   raftcron paper fig16 --configs 150-300 --trace worst.jsonl && raftcron plot timeline worst.jsonl
