@@ -362,11 +362,30 @@ class SchedulerWorld:
         whichever path it comes (fault schedule, armed crashes, tests): the cluster's
         `NodeWatcher`. The network (partitions, loss) is sampled instead, see `_sample`."""
         assert cluster.watcher is None, "one scheduler world per cluster"
-        cluster.watcher = _FaultWatcher(self)
+        cluster.watcher = self
 
-    def _clock_changed(self, node: str) -> None:
+    # `NodeWatcher` (sim/cluster.py): agents follow their servers; down windows for no-SPOF.
+    def crashed(self, node_id: str) -> None:
+        self._went_down(node_id, "crash")
+
+    def started(self, node_id: str) -> None:
+        self._start_agent(node_id)
+        self._came_back(node_id)
+
+    def paused(self, node_id: str) -> None:
+        self._went_down(node_id, "pause")
+
+    def resumed(self, node_id: str, was_paused: bool) -> None:
+        if was_paused and node_id in self.agents:
+            self.agents[node_id].resume()
+        self._came_back(node_id)
+
+    def clock_jumping(self, node_id: str) -> None:
         self._sample_offsets()
-        agent = self.agents.get(node)
+
+    def clock_changed(self, node_id: str) -> None:
+        self._sample_offsets()
+        agent = self.agents.get(node_id)
         if agent is not None and agent.active:
             agent.clock_changed()
 
@@ -560,32 +579,3 @@ def _connected_groups(ids: list[str], blocked: set[tuple[str, str]]) -> list[lis
         else:
             groups.append([node])
     return groups
-
-
-class _FaultWatcher:
-    """The world's `sim.cluster.NodeWatcher`: agents follow their servers, and down windows are
-    recorded for the no-SPOF checker."""
-
-    def __init__(self, world: SchedulerWorld) -> None:
-        self.world = world
-
-    def crashed(self, node_id: str) -> None:
-        self.world._went_down(node_id, "crash")
-
-    def started(self, node_id: str) -> None:
-        self.world._start_agent(node_id)
-        self.world._came_back(node_id)
-
-    def paused(self, node_id: str) -> None:
-        self.world._went_down(node_id, "pause")
-
-    def resumed(self, node_id: str, was_paused: bool) -> None:
-        if was_paused and node_id in self.world.agents:
-            self.world.agents[node_id].resume()
-        self.world._came_back(node_id)
-
-    def clock_jumping(self, node_id: str) -> None:
-        self.world._sample_offsets()
-
-    def clock_changed(self, node_id: str) -> None:
-        self.world._clock_changed(node_id)
