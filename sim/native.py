@@ -16,8 +16,9 @@ current sources, or None when there is none (an edit makes it stale at once); a 
 it by putting it first on `sys.path` before it imports `raft` or `sim` (not `PYTHONPATH`:
 `python -c` and `-m` put the working directory ahead of it). The bench runs the compiled side
 in such a subprocess; `python -m sim.native run ARGS` runs `raftcron ARGS` that way, and
-`raftcron sim` does it by itself whenever a build of the current sources exists (`--build auto`,
-the default; `--build interpreted` opts out; `--native` builds first if needed). Compiled,
+`raftcron sim` and `raftcron paper fig16` do it by themselves whenever a build of the current
+sources exists (raftcron/builds.py: `--build auto`, the default; `--build interpreted` opts
+out; `--native` builds first if needed). Compiled,
 `raft/messages.py`'s classes refuse `object.__new__`, so the wire codec then builds entries with
 `Entry(...)` (raft/codec.py, `_SLOTS_WRITABLE`).
 """
@@ -25,6 +26,7 @@ the default; `--build interpreted` opts out; `--native` builds first if needed).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -146,8 +148,6 @@ def run_built(path: Path, raftcron_args: list[str]) -> int:
     """`raftcron ARGS` in a child whose `raft` and `sim` are the build at `path`, and whose
     other imports resolve as this process's do: its `sys.path`, not `python -c`'s, which would
     put the working directory first (a `papers/` or `scheduler/` there would shadow ours)."""
-    import json
-
     return subprocess.run([sys.executable, "-c", _RUN, str(path), json.dumps(sys.path), *raftcron_args],
                           check=False).returncode
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
 import pytest
 
@@ -24,12 +24,19 @@ print(json.dumps([run["trace_sha256"] for run in runs]))
 """
 
 
-def test_the_compiled_build_gives_the_same_trace_hashes() -> None:
+@pytest.fixture
+def compiled_build() -> Path:
+    """The build of the current sources, made here if there is none (about 20 s); mypyc comes
+    with mypy, which the test extra installs."""
     path = native.build_path()
-    if path is None:  # build it (about 30 s); mypyc comes with mypy, which the test extra installs
+    if path is None:
         pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
         path = native.build()
-    done = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+    return path
+
+
+def test_the_compiled_build_gives_the_same_trace_hashes(compiled_build: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(compiled_build)], capture_output=True, text=True,
                           check=True, cwd=str(native.ROOT))
     compiled = json.loads(done.stdout)
     interpreted = [run_simulation(SimOptions(seed=3, seconds=8.0))["trace_sha256"],
@@ -40,11 +47,9 @@ def test_the_compiled_build_gives_the_same_trace_hashes() -> None:
 
 
 def test_raftcron_sim_native_runs_the_same_story_in_the_compiled_build(
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], compiled_build: Path) -> None:
     """`raftcron sim --native` re-runs the command in a child on the build: same hash, and the
     child really imported the compiled modules (its own --native is then a no-op)."""
-    if native.build_path() is None:
-        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
     from raftcron.cli import main
 
     args = ["sim", "--seconds", "8", "--seed", "5", "--faults", "crash,partition", "--json"]
@@ -57,12 +62,10 @@ def test_raftcron_sim_native_runs_the_same_story_in_the_compiled_build(
 
 
 def test_raftcron_sim_runs_an_existing_build_by_default(
-        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+        capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        compiled_build: Path) -> None:
     """With no --build and no $RAFTCRON_SIM_BUILD, `raftcron sim` takes the compiled build when
     one of the current sources exists, and the Python sources when none does (never building)."""
-    if native.build_path() is None:
-        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
-        native.build()
     from raftcron.cli import main
 
     monkeypatch.delenv("RAFTCRON_SIM_BUILD")  # tests/conftest.py pins it for the rest of the suite
@@ -85,7 +88,7 @@ def test_a_bad_build_name_in_the_environment_is_a_usage_error(
 
 
 def test_a_build_prunes_old_builds_and_dead_staging_but_keeps_the_newest(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import os
 
     monkeypatch.setenv("RAFTCRON_NATIVE_DIR", str(tmp_path))
@@ -102,11 +105,9 @@ def test_a_build_prunes_old_builds_and_dead_staging_but_keeps_the_newest(
 
 
 def test_the_scheduler_world_runs_on_the_compiled_build_with_the_same_story(
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], compiled_build: Path) -> None:
     """`--jobs` on the build: the world watches crashes and pauses through the cluster's
     `NodeWatcher`, since a compiled class's methods cannot be replaced on an instance."""
-    if native.build_path() is None:
-        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
     from raftcron.cli import main
 
     args = ["sim", "--jobs", str(native.ROOT / "examples" / "jobs.json"), "--faults", "all", "--seed", "1",
@@ -135,9 +136,7 @@ def test_auto_runs_the_sources_when_the_build_cache_cannot_be_found(
 
 
 def test_figure_16_gives_the_same_numbers_on_the_compiled_build(
-        capfd: pytest.CaptureFixture[str], tmp_path: Any) -> None:
-    if native.build_path() is None:
-        pytest.importorskip("mypyc", reason="mypyc (pip install mypy) is needed to compile the simulator")
+        capfd: pytest.CaptureFixture[str], tmp_path: Path, compiled_build: Path) -> None:
     from raftcron.cli import main
 
     args = ["paper", "fig16", "--trials", "20", "--configs", "150-155,150-300", "--json", "--no-plot",
@@ -153,7 +152,7 @@ def test_figure_16_gives_the_same_numbers_on_the_compiled_build(
 
 
 def test_the_figure_2_timer_ablation_runs_interpreted(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """It replaces a method on one RaftNode, which a compiled class refuses: auto runs the
     sources even with a build at hand, and an explicit --build native is a usage error."""
     from raftcron.cli import main
