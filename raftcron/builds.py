@@ -2,7 +2,9 @@
 mypyc-compiled build of the same sources (sim/native.py), ~3x faster with the same traces.
 
 `auto` (the default, or `$RAFTCRON_SIM_BUILD`) takes a build of the current sources when one
-exists and never starts one; `native` builds first if needed; `interpreted` runs the sources.
+exists; when none does, the run takes the sources at once and the build starts in the
+background for the next run (`sim.native.start_background_build`: once per source version,
+never waited for). `native` builds first if needed; `interpreted` runs the sources.
 A command on the build runs again in a child process whose `raft` and `sim` are the build's
 (a process cannot swap modules it has imported): `raftcron sim` and `raftcron paper fig16`.
 """
@@ -17,10 +19,10 @@ from raftcron.cli import UsageError
 
 BUILDS = ("auto", "native", "interpreted")
 BUILD_HELP = ("which build of the Raft core and simulator runs: native, the mypyc-compiled build of these "
-              "same sources (~3x faster, the same traces; compiled once per source version, about a "
+              "same sources (~3x faster, the same traces; compiled once per source version, ~20 s to a "
               "minute, here or by `python -m sim.native build`); interpreted, the Python sources; auto, "
-              "native when a build of the current sources exists, else interpreted (default auto, or "
-              "$RAFTCRON_SIM_BUILD)")
+              "native when a build of the current sources exists, else interpreted while the build is "
+              "made in the background for later runs (default auto, or $RAFTCRON_SIM_BUILD)")
 
 
 def add_build_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +46,21 @@ def build_name() -> str:
     return "native" if native.compiled() else "interpreted"
 
 
+def _start_background_build() -> None:
+    """`auto` without a build: this run takes the sources, and the build starts beside it."""
+    from sim import native
+
+    try:
+        child = native.start_background_build()
+    except (OSError, RuntimeError):  # an unwritable cache, no home directory: no build, no harm
+        return
+    if child is not None:
+        print(f"raftcron: compiling the simulator for these sources in the background (once per version of "
+              f"raft/ and sim/, ~20 s at low priority; log: {native.log_path()}); later runs take the "
+              f"compiled build, ~3x faster with the same traces. This run uses the Python sources. "
+              f"RAFTCRON_SIM_BUILD=interpreted opts out.", file=sys.stderr, flush=True)
+
+
 def run_on_build(build: str, raftcron_args: list[str]) -> int | None:
     """`raftcron ARGS` again in a child on the compiled build, and its exit code; or None to
     run here: `interpreted`, `auto` with no build of the current sources, or this process is
@@ -57,9 +74,10 @@ def run_on_build(build: str, raftcron_args: list[str]) -> int | None:
     except (OSError, RuntimeError):  # no home directory, an unreadable cache: no build to take
         path = None
     if path is None and build == "auto":
+        _start_background_build()
         return None
     if path is None:
-        print("building the compiled simulator for these sources (once, about a minute)...",
+        print("building the compiled simulator for these sources (once per source version, ~20 s)...",
               file=sys.stderr, flush=True)
         try:
             path = native.build()

@@ -28,10 +28,11 @@ examples:
   raftcron sim --faults crash,partition,loss --seconds 300 --seed 7 --json
   raftcron sim --bug commit-old-term --seeds 50  # hunt for the Figure 8 bug
   raftcron sim --replay schedule.json            # replay a saved fault schedule
-  raftcron sim --native --seeds 500              # compile the simulator once (~1 min), then ~3x faster
+  raftcron sim --native --seeds 500              # compile first if needed (~20 s), then ~3x faster
 
-Once a compiled build of the current sources exists, every run uses it (same traces, byte for
-byte); edit raft/ or sim/ and runs fall back to the Python sources until the next build.
+The first run of a version of raft/ and sim/ takes the Python sources and compiles them in the
+background (mypyc, ~20 s, niced); every later run uses that build (same traces, byte for byte,
+~3x faster). --build interpreted (or RAFTCRON_SIM_BUILD=interpreted) always takes the sources.
 """
 
 
@@ -237,6 +238,23 @@ def load_jobs(path: str | None) -> list[dict[str, Any]] | None:
     return jobs
 
 
+def _build_tip() -> str | None:
+    """For a long hunt on the sources: why, and what makes the next one ~3x faster (nothing when
+    a build is under way: the run that started it said so)."""
+    from sim import native
+
+    try:
+        if native.failed_path().exists():
+            return (f"note: the compiled build of these sources failed ({native.failed_path()}); "
+                    f"`python -m sim.native build` shows why")
+        if native.build_under_way():
+            return None
+    except (OSError, RuntimeError):
+        pass
+    return ("tip: with mypy installed (its mypyc compiles the simulator once, in the background), later "
+            "runs take the compiled build: ~3x faster, the same traces")
+
+
 def run(args: argparse.Namespace) -> int:
     from sim.runner import derive_seeds
 
@@ -254,8 +272,9 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.plot)
     build = build_name()
     if build == "interpreted" and wanted == "auto" and len(seeds) >= 20 and not args.json:
-        print("tip: `python -m sim.native build` once (about a minute) and `raftcron sim` runs the "
-              "compiled build, ~3x faster with the same traces", file=sys.stderr)
+        tip = _build_tip()
+        if tip is not None:
+            print(tip, file=sys.stderr)
     results: list[dict[str, Any]] = []
     worst = 0
     for seed in seeds:

@@ -1,4 +1,4 @@
-"""An optional compiled build of the simulator's hot modules, for long batches of runs.
+"""The compiled build of the simulator's hot modules, which `raftcron sim` runs once it exists.
 
 Why: in pure Python a simulated proposal costs ~110 us of CPU, ~630 calls of small functions
 of the Raft core, the event loop, the observer and the trace (papers/perf/README.md, "sim");
@@ -18,7 +18,8 @@ it by putting it first on `sys.path` before it imports `raft` or `sim` (not `PYT
 in such a subprocess; `python -m sim.native run ARGS` runs `raftcron ARGS` that way, and
 `raftcron sim` and `raftcron paper fig16` do it by themselves whenever a build of the current
 sources exists (raftcron/builds.py: `--build auto`, the default; `--build interpreted` opts
-out; `--native` builds first if needed). Compiled,
+out; `--native` builds first if needed). When none exists, `auto` starts the build in the
+background (`start_background_build`) and that run takes the sources. Compiled,
 `raft/messages.py`'s classes refuse `object.__new__`, so the wire codec then builds entries with
 `Entry(...)` (raft/codec.py, `_SLOTS_WRITABLE`).
 """
@@ -29,9 +30,12 @@ import hashlib
 import json
 import os
 import shutil
+import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("raft", "sim")
@@ -73,9 +77,11 @@ def compiled() -> bool:
 
 
 def build(*, quiet: bool = True) -> Path:
-    """Copy and compile (about a minute of gcc); a no-op when the build exists."""
+    """Copy and compile (~20 s of mypyc and gcc here, more on a loaded machine); a no-op when
+    the build exists."""
     existing = build_path()
     if existing is not None:
+        failed_path().unlink(missing_ok=True)  # an older attempt's failure no longer holds
         return existing
     target = cache_dir() / source_digest()
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
@@ -94,6 +100,7 @@ def build(*, quiet: bool = True) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     else:
         staging.rename(target)
+    failed_path().unlink(missing_ok=True)
     prune(keep=KEEP_BUILDS)
     return target
 
@@ -101,25 +108,121 @@ def build(*, quiet: bool = True) -> Path:
 KEEP_BUILDS = 3  # ~6 MB each; every edit of raft/ or sim/ makes a new one
 
 
+# ---- the build in the background, on first use ------------------------------------------------
+# `raftcron sim` (`--build auto`) with no build of the current sources runs the Python sources at
+# once and starts this build beside it, niced, so that the next run is the compiled one. A
+# build is tried once per source version: one that failed (no C compiler, an edit mypy rejects)
+# leaves `DIGEST.failed` and is not started again until `python -m sim.native build` succeeds.
+
+_BACKGROUND = """
+import json, os, sys
+sys.path[:] = json.loads(sys.argv[1])
+os.nice(10)
+from sim import native
+sys.exit(native.background_build_main(sys.argv[2]))
+"""
+
+
+def log_path() -> Path:
+    return cache_dir() / f"{source_digest()}.log"
+
+
+def failed_path() -> Path:
+    return cache_dir() / f"{source_digest()}.failed"
+
+
+def _lock_path() -> Path:
+    return cache_dir() / f"{source_digest()}.building"
+
+
+def build_under_way() -> bool:
+    """Whether a background build of the current sources is running (its lock names a live
+    process, or was taken a moment ago and does not name one yet)."""
+    lock = _lock_path()
+    try:
+        text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    if text.isdigit():
+        return _alive(int(text))
+    return age < 60
+
+
+def start_background_build() -> subprocess.Popen[bytes] | None:
+    """Start building the current sources in a detached, niced process, unless a build exists,
+    one is under way, one failed for these sources, or mypyc is missing. Returns the process
+    (its output goes to `log_path()`), or None when none was started."""
+    if importlib.util.find_spec("mypyc") is None or build_path() is not None or failed_path().exists():
+        return None
+    if build_under_way():
+        return None
+    lock = _lock_path()
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.unlink(missing_ok=True)  # a stale lock: its process is gone
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:  # another run took it between the test and here
+        return None
+    with os.fdopen(fd, "w") as held, open(log_path(), "wb") as log:
+        child = _spawn([sys.executable, "-c", _BACKGROUND, json.dumps(sys.path), source_digest()], log)
+        held.write(str(child.pid))
+    return child
+
+
+def _spawn(argv: list[str], log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A process of its own session: a Ctrl-C of the run that started it does not stop it."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=str(cache_dir()))
+
+
+def background_build_main(digest: str) -> int:
+    """The background process: build, or leave `DIGEST.failed` with the reason; then unlock."""
+    try:
+        if source_digest() != digest:  # the sources changed since the run that started us
+            return 0
+        try:
+            print(build(quiet=False), flush=True)
+        except (RuntimeError, OSError) as error:
+            failed_path().write_text(f"{error}\n")
+            print(f"build failed: {error}", flush=True)
+            return 1
+        return 0
+    finally:
+        lock = cache_dir() / f"{digest}.building"
+        if lock.exists() and lock.read_text().strip() == str(os.getpid()):
+            lock.unlink(missing_ok=True)
+
+
 def prune(*, keep: int) -> list[Path]:
-    """Remove all but the `keep` newest finished builds (the current one always stays), and the
-    staging directories of builds whose process is gone. Returns what it removed."""
+    """Remove all but the `keep` newest finished builds (the current one always stays), the
+    staging directories of builds whose process is gone, and the logs and markers of source
+    versions other than the current one. Returns what it removed."""
     root, current = cache_dir(), source_digest()
     if not root.is_dir():
         return []
     removed: list[Path] = []
     builds: list[tuple[float, Path]] = []
+    notes: list[Path] = []
     for path in root.iterdir():
         name, _, pid = path.name.partition(".tmp")
         if pid:
             if pid.isdigit() and not _alive(int(pid)):
                 removed.append(path)
+        elif path.is_file():
+            notes.append(path)  # DIGEST.log, .failed, .building
         elif (path / "BUILT").exists() and name != current:
             builds.append(((path / "BUILT").stat().st_mtime, path))
     builds.sort(reverse=True)
     removed += [path for _, path in builds[max(keep - 1, 0):]]
     for path in removed:
         shutil.rmtree(path, ignore_errors=True)
+    for path in notes:
+        digest, _, kind = path.name.partition(".")
+        if digest == current or (kind == "building" and path.read_text().strip().isdigit()
+                                 and _alive(int(path.read_text().strip()))):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
     return removed
 
 

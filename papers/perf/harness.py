@@ -206,9 +206,13 @@ def render(result: dict[str, Any]) -> str:
     for name, why in (result.get("skipped") or {}).items():
         lines.append(f"  peer {name} skipped: {why}")
     for target in result.get("targets", []):
+        note = f" ({target['note']})" if target.get("note") else ""
+        if target["threshold"] is None:  # a figure listed beside the targets, with none of its own
+            lines.append(f"  figure {target['name']}: {target['value']}{note}")
+            continue
         mark = {True: "MET", False: "MISSED", None: "n/a"}[target["met"]]
         lines.append(f"  target [{mark}] {target['name']}: {target['value']} "
-                     f"{target['relation']} {target['threshold']}" + (f" ({target['note']})" if target.get("note") else ""))
+                     f"{target['relation']} {target['threshold']}{note}")
     for note in result.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
