@@ -38,6 +38,7 @@ from typing import Any, Final, Protocol
 import trio
 
 from jepsen_like.history import NEMESIS_PROCESS, HistoryRecorder
+from jepsen_like.run_options import TARGETS
 
 __all__ = [
     "FAMILIES", "TARGETS", "ClusterControl", "FakeTime", "FaultStep", "Nemesis",
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 FAMILIES: Final = ("kill", "pause", "partition", "skew")
-TARGETS: Final = ("one", "leader", "minority")
 FAULTS_MAX: Final = 1_000
 OPERATION_TIMEOUT_S: Final = 20.0  # one start or stop of a fault (a restart waits for the port)
 HEAL_TIMEOUT_S: Final = 30.0

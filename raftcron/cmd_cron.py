@@ -11,18 +11,15 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raftcron.cli import UsageError
-from scheduler.job import JobSpec, JobValidationError
-from scheduler.schedule import (
-    ScheduleError,
-    format_instant,
-    load_timezone,
-    parse_rfc3339_ms,
-    parse_schedule,
-    ticks_between,
-)
+
+if TYPE_CHECKING:
+    from scheduler.job import JobSpec
+
+# The scheduler's modules are imported by the commands that use them: building `raftcron`'s
+# parser (every command does) should not pay for croniter and the job model.
 
 COUNT_MAX = 10_000
 JOB_FILE_BYTES_MAX = 16 * 1024 * 1024
@@ -91,6 +88,9 @@ def _missing_command(parser: argparse.ArgumentParser) -> int:
 
 def run_next(args: argparse.Namespace) -> int:
     """`raftcron cron next`: print the next --count fire times of a spec."""
+    from scheduler.schedule import (ScheduleError, format_instant, load_timezone, parse_rfc3339_ms,
+                                    parse_schedule, ticks_between)
+
     if not 1 <= args.count <= COUNT_MAX:
         raise UsageError(f"--count must be between 1 and {COUNT_MAX}")
     try:
@@ -139,6 +139,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _validate_one(item: object, where: str) -> JobSpec:
+    from scheduler.job import JobSpec, JobValidationError
+
     try:
         return JobSpec.from_json(item)
     except JobValidationError as error:

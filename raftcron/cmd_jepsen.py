@@ -47,8 +47,9 @@ def _print_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace
 
 def _register_run(commands: Any) -> None:
     """`jepsen run` (real servers, workload, nemesis, store) and `jepsen analyze` (check a
-    stored run again); the options and the work live in jepsen_like/runner.py."""
-    from jepsen_like.runner import RUN_DESCRIPTION, add_run_arguments
+    stored run again); the options live in jepsen_like/run_options.py, the work in
+    jepsen_like/runner.py (imported only when a run starts)."""
+    from jepsen_like.run_options import RUN_DESCRIPTION, add_run_arguments
 
     parser = commands.add_parser(
         "run", help="run real servers under faults, record a history, check it",

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import trio
 
 from raftcron.cli import UsageError
 
@@ -173,6 +172,8 @@ def run_agent(args: argparse.Namespace) -> int:
 
 
 def _run_node(args: argparse.Namespace, *, voter: bool) -> int:
+    import trio  # here, not at the top: every `raftcron` command builds this module's parser
+
     from raft import gc_policy
     from raft.errors import StorageError
     from scheduler.server.node import Server
@@ -213,6 +214,8 @@ def _operating_error(error: BaseException) -> BaseException | None:
 
 async def _serve_until_signal(server: Any) -> None:
     """Run until SIGINT or SIGTERM, then cancel everything: an orderly stop, storage closed."""
+    import trio
+
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.run)
@@ -226,6 +229,8 @@ async def _serve_until_signal(server: Any) -> None:
 # ---- cluster up ------------------------------------------------------------------------------------
 
 def run_cluster_up(args: argparse.Namespace) -> int:
+    import trio
+
     from scheduler.server.local_cluster import LocalCluster, plan_cluster
 
     if not 1 <= args.nodes <= 9:
