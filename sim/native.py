@@ -27,10 +27,10 @@ background (`start_background_build`) and that run takes the sources. Compiled,
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
-import importlib.util
 import subprocess
 import sys
 import time
@@ -123,22 +123,23 @@ sys.exit(native.background_build_main(sys.argv[2]))
 """
 
 
+def _note(kind: str, digest: str | None = None) -> Path:
+    """A background build's files beside the builds: DIGEST.log, DIGEST.failed, DIGEST.building."""
+    return cache_dir() / f"{digest or source_digest()}.{kind}"
+
+
 def log_path() -> Path:
-    return cache_dir() / f"{source_digest()}.log"
+    return _note("log")
 
 
 def failed_path() -> Path:
-    return cache_dir() / f"{source_digest()}.failed"
+    return _note("failed")
 
 
-def _lock_path() -> Path:
-    return cache_dir() / f"{source_digest()}.building"
-
-
-def build_under_way() -> bool:
+def build_under_way(digest: str | None = None) -> bool:
     """Whether a background build of the current sources is running (its lock names a live
     process, or was taken a moment ago and does not name one yet)."""
-    lock = _lock_path()
+    lock = _note("building", digest)
     try:
         text, age = lock.read_text().strip(), time.time() - lock.stat().st_mtime
     except FileNotFoundError:
@@ -152,19 +153,20 @@ def start_background_build() -> subprocess.Popen[bytes] | None:
     """Start building the current sources in a detached, niced process, unless a build exists,
     one is under way, one failed for these sources, or mypyc is missing. Returns the process
     (its output goes to `log_path()`), or None when none was started."""
-    if importlib.util.find_spec("mypyc") is None or build_path() is not None or failed_path().exists():
+    if importlib.util.find_spec("mypyc") is None:
         return None
-    if build_under_way():
+    digest = source_digest()
+    if (cache_dir() / digest / "BUILT").exists() or _note("failed", digest).exists() or build_under_way(digest):
         return None
-    lock = _lock_path()
+    lock = _note("building", digest)
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.unlink(missing_ok=True)  # a stale lock: its process is gone
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:  # another run took it between the test and here
         return None
-    with os.fdopen(fd, "w") as held, open(log_path(), "wb") as log:
-        child = _spawn([sys.executable, "-c", _BACKGROUND, json.dumps(sys.path), source_digest()], log)
+    with os.fdopen(fd, "w") as held, open(_note("log", digest), "wb") as log:
+        child = _spawn([sys.executable, "-c", _BACKGROUND, json.dumps(sys.path), digest], log)
         held.write(str(child.pid))
     return child
 
@@ -183,12 +185,12 @@ def background_build_main(digest: str) -> int:
         try:
             print(build(quiet=False), flush=True)
         except (RuntimeError, OSError) as error:
-            failed_path().write_text(f"{error}\n")
+            _note("failed", digest).write_text(f"{error}\n")
             print(f"build failed: {error}", flush=True)
             return 1
         return 0
     finally:
-        lock = cache_dir() / f"{digest}.building"
+        lock = _note("building", digest)
         if lock.exists() and lock.read_text().strip() == str(os.getpid()):
             lock.unlink(missing_ok=True)
 
