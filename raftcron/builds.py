@@ -55,10 +55,10 @@ def _start_background_build() -> None:
     except (OSError, RuntimeError):  # an unwritable cache, no home directory: no build, no harm
         return
     if child is not None:
-        print(f"raftcron: compiling the simulator for these sources in the background (once per version of "
-              f"raft/ and sim/, ~20 s at low priority; log: {native.log_path()}); later runs take the "
-              f"compiled build, ~3x faster with the same traces. This run uses the Python sources. "
-              f"RAFTCRON_SIM_BUILD=interpreted opts out.", file=sys.stderr, flush=True)
+        print(f"raftcron: compiling a faster build of the simulator in the background (~20 s, once per "
+              f"version of raft/ and sim/; log: {native.log_path()}).\n"
+              f"  Later runs take it: ~3x faster, the same traces. RAFTCRON_SIM_BUILD=interpreted opts out.",
+              file=sys.stderr, flush=True)
 
 
 def run_on_build(build: str, raftcron_args: list[str]) -> int | None:

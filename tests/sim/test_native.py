@@ -108,7 +108,7 @@ def test_auto_without_a_build_runs_the_sources_and_starts_one_build_in_the_backg
         assert main(args) == 0
         out, err = capfd.readouterr()
         assert json.loads(out.strip().splitlines()[-1])["build"] == "interpreted"
-        assert "compiling the simulator for these sources in the background" in err
+        assert "compiling a faster build of the simulator in the background" in err
         assert len(fake.started) == 1
         lock = tmp_path / f"{native.source_digest()}.building"
         assert lock.read_text() == str(fake.started[0].pid)
