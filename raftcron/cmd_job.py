@@ -193,7 +193,8 @@ def run_exec_ls(args: argparse.Namespace) -> int:
 
 def _nodes(item: dict[str, object]) -> str:
     """Where the attempts ran: a retried execution names every node it tried, not only the last."""
-    tried = [str(node) for node in (item.get("nodes_tried") or [])]  # type: ignore[union-attr]
+    listed = item.get("nodes_tried")
+    tried = [str(node) for node in listed] if isinstance(listed, list) else []
     last = item.get("node_name")
     if last and (not tried or tried[-1] != last):
         tried.append(str(last))

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import msgpack  # type: ignore[import-untyped]
+import msgpack
 
 from raft.errors import NotLeader, ProposalDropped
 from raft.messages import AppendEntries, Message

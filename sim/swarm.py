@@ -119,20 +119,22 @@ def _draw_environment(rng: random.Random, options: SimOptions) -> tuple[SimOptio
                                   election_timeout_ms_min=base.election_timeout_ms_min * scale,
                                   election_timeout_ms_max=base.election_timeout_ms_max * scale,
                                   heartbeat_interval_ms=base.heartbeat_interval_ms * scale)
+    # Drawn in this order (the seed's stream), then named in `drawn` for the report.
+    snapshot_entries = rng.choice((0, 25, 200, 1000))
+    rate = round(_log_uniform(rng, 5.0, 150.0), 1)
+    clients = rng.randint(2, 8)
+    keys = rng.randint(1, 4)
+    client_timeout_ms = rng.choice((300.0, 1000.0, 2000.0))
     drawn = {
         "latency_ms": list(latency), "reorder_probability": reorder, "pre_vote_check_quorum": guarded,
         "election_timeout_ms": [timings.election_timeout_ms_min, timings.election_timeout_ms_max],
         "entries_per_message_max": timings.entries_per_message_max,
-        "snapshot_entries": rng.choice((0, 25, 200, 1000)),
-        "rate": round(_log_uniform(rng, 5.0, 150.0), 1),
-        "clients": rng.randint(2, 8),
-        "keys": rng.randint(1, 4),
-        "client_timeout_ms": rng.choice((300.0, 1000.0, 2000.0)),
+        "snapshot_entries": snapshot_entries, "rate": rate, "clients": clients, "keys": keys,
+        "client_timeout_ms": client_timeout_ms,
     }
-    options = dataclasses.replace(options, network=network, timings=timings,
-                                  snapshot_entries=drawn["snapshot_entries"],
-                                  proposals_per_second=drawn["rate"], clients=drawn["clients"],
-                                  keys=drawn["keys"], client_timeout_ms=drawn["client_timeout_ms"])
+    options = dataclasses.replace(options, network=network, timings=timings, snapshot_entries=snapshot_entries,
+                                  proposals_per_second=rate, clients=clients, keys=keys,
+                                  client_timeout_ms=client_timeout_ms)
     return options, drawn
 
 

@@ -20,6 +20,7 @@ unique, so the checker can tell every write apart.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,7 @@ class KVWorkload:
         if self.options.rate <= 0:
             return
         for client in self.clients:
-            self.cluster.call_at(at_ms + self._think_ms(), lambda c=client: self._issue(c))
+            self.cluster.call_at(at_ms + self._think_ms(), functools.partial(self._issue, client))
 
     def stop(self) -> None:
         """No new operations (the liveness phase); operations in flight still complete."""

@@ -152,7 +152,7 @@ class TailBuffer:
         self.data = bytearray()
         self.truncated = False
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes | bytearray) -> None:
         self.data += chunk
         if len(self.data) > self.limit:
             del self.data[: len(self.data) - self.limit]
