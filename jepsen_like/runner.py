@@ -655,9 +655,7 @@ def summary_lines(run_dir: Path, results: dict[str, Any]) -> list[str]:
     return lines
 
 
-
 # ---- the command line (jepsen_like/run_options.py has the options) ---------------------------------
-
 def options_from_args(args: Any) -> RunOptions:
     return RunOptions(
         nodes=args.nodes, time_limit_s=args.time_limit, workload=args.workload,

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from raftcron.cli import UsageError
 
 DEFAULT_HTTP = "127.0.0.1:8080"

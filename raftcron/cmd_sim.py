@@ -244,9 +244,9 @@ def _build_tip() -> str | None:
     from sim import native
 
     try:
-        if native.failed_path().exists():
-            return (f"note: the compiled build of these sources failed ({native.failed_path()}); "
-                    f"`python -m sim.native build` shows why")
+        failed = native.failed_path()
+        if failed.exists():
+            return f"note: the compiled build of these sources failed ({failed}); `python -m sim.native build` shows why"
         if native.build_under_way():
             return None
     except (OSError, RuntimeError):

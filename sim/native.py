@@ -63,9 +63,9 @@ def source_digest() -> str:
     return digest.hexdigest()[:20]
 
 
-def build_path() -> Path | None:
-    """The finished build of the current sources, if there is one."""
-    path = cache_dir() / source_digest()
+def build_path(digest: str | None = None) -> Path | None:
+    """The finished build of the current sources (or of `digest`), if there is one."""
+    path = cache_dir() / (digest or source_digest())
     return path if (path / "BUILT").exists() else None
 
 
@@ -156,7 +156,7 @@ def start_background_build() -> subprocess.Popen[bytes] | None:
     if importlib.util.find_spec("mypyc") is None:
         return None
     digest = source_digest()
-    if (cache_dir() / digest / "BUILT").exists() or _note("failed", digest).exists() or build_under_way(digest):
+    if build_path(digest) is not None or _note("failed", digest).exists() or build_under_way(digest):
         return None
     lock = _note("building", digest)
     lock.parent.mkdir(parents=True, exist_ok=True)

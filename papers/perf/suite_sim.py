@@ -63,9 +63,9 @@ def run(ctx: BenchContext) -> BenchResult:
     native_path = _native_build(ctx, result)
 
     def ours() -> Sample:
-        sample = {"idle": _ours(idle_s, 0.0), "proposals_100": _ours(busy_s, 100.0)}
+        sample = _cluster_scenarios(idle_s, busy_s)
         if native_path is not None:
-            native = _ours_native(native_path, idle_s, busy_s)
+            native: dict[str, Sample] = _on_build(native_path, "_cluster_scenarios", idle_s, busy_s)
             for name in ("idle", "proposals_100"):
                 trace = native[name].pop("trace_sha256")
                 assert trace == sample[name]["trace_sha256"], f"{name}: the compiled build ran another story"
@@ -136,25 +136,28 @@ def _native_build(ctx: BenchContext, result: BenchResult) -> Any:
     return path
 
 
-_NATIVE_CHILD = """
+def _cluster_scenarios(idle_s: float, busy_s: float) -> dict[str, Sample]:
+    return {"idle": _ours(idle_s, 0.0), "proposals_100": _ours(busy_s, 100.0)}
+
+
+_ON_BUILD = """
 import json, sys
-sys.path.insert(0, sys.argv[3])  # before anything imports raft or sim
+sys.path.insert(0, sys.argv[1])  # before anything imports raft or sim
 import raft.node
 assert raft.node.__file__.endswith(".so"), raft.node.__file__
-from papers.perf.suite_sim import _ours
-idle, busy = float(sys.argv[1]), float(sys.argv[2])
-print(json.dumps({"idle": _ours(idle, 0.0), "proposals_100": _ours(busy, 100.0)}))
+from papers.perf import suite_sim
+print(json.dumps(getattr(suite_sim, sys.argv[2])(*json.loads(sys.argv[3]))))
 """
 
 
-def _ours_native(path: Any, idle_s: float, busy_s: float) -> dict[str, Sample]:
-    """`_ours` in a subprocess that imports `raft` and `sim` from the compiled build."""
+def _on_build(path: Any, function: str, *args: Any) -> Any:
+    """`function(*args)` of this module in a subprocess that imports `raft` and `sim` from the
+    compiled build at `path`, and its JSON result."""
     from sim import native
 
-    done = subprocess.run([sys.executable, "-c", _NATIVE_CHILD, str(idle_s), str(busy_s), str(path)],
+    done = subprocess.run([sys.executable, "-c", _ON_BUILD, str(path), function, json.dumps(args)],
                           capture_output=True, text=True, check=True, cwd=str(native.ROOT))
-    out: dict[str, Sample] = json.loads(done.stdout)
-    return out
+    return json.loads(done.stdout)
 
 
 def _jobs_scenario() -> Any:
@@ -235,14 +238,7 @@ def _fig16(ctx: BenchContext, native_path: Any) -> Sample | None:
     colleague's and may be mid-change."""
     trials = 3 if ctx.quick else 0
     try:
-        if native_path is None:
-            sample = _time_fig16(trials)
-        else:
-            from sim import native
-
-            done = subprocess.run([sys.executable, "-c", _FIG16_CHILD, str(native_path), str(trials)],
-                                  capture_output=True, text=True, check=True, cwd=str(native.ROOT))
-            sample = json.loads(done.stdout)
+        sample = _time_fig16(trials) if native_path is None else _on_build(native_path, "_time_fig16", trials)
     except Exception as error:  # noqa: BLE001 - reported, never fatal
         detail = getattr(error, "stderr", "") or ""
         ctx.say(f"figure 16 not timed: {type(error).__name__}: {error} {detail[-500:]}")
@@ -251,16 +247,6 @@ def _fig16(ctx: BenchContext, native_path: Any) -> Sample | None:
     ctx.say(f"figure 16: {sample['configurations']} configurations, {sample['trials']} trials, "
             f"{sample['wall_s']:.1f} s ({sample['build']} build)")
     return sample
-
-
-_FIG16_CHILD = """
-import json, sys
-sys.path.insert(0, sys.argv[1])  # before anything imports raft or sim
-import raft.node
-assert raft.node.__file__.endswith(".so"), raft.node.__file__
-from papers.perf.suite_sim import _time_fig16
-print(json.dumps(_time_fig16(int(sys.argv[2]))))
-"""
 
 
 def _time_fig16(trials: int) -> Sample:

@@ -248,7 +248,8 @@ def test_auto_runs_the_sources_when_the_build_cache_cannot_be_found(
         raise RuntimeError("Could not determine home directory.")
 
     monkeypatch.delenv("RAFTCRON_SIM_BUILD")
-    monkeypatch.setattr(native, "build_path", no_home)
+    monkeypatch.delenv("RAFTCRON_NATIVE_DIR", raising=False)
+    monkeypatch.setattr(Path, "home", no_home)  # where cache_dir() looks: every cache lookup raises
     assert main(["sim", "--seconds", "2", "--json"]) == 0
     assert json.loads(capfd.readouterr().out.strip().splitlines()[-1])["build"] == "interpreted"
 
