@@ -198,7 +198,8 @@ def background_build_main(digest: str) -> int:
 def prune(*, keep: int) -> list[Path]:
     """Remove all but the `keep` newest finished builds (the current one always stays), the
     staging directories of builds whose process is gone, and the logs and markers of source
-    versions other than the current one. Returns what it removed."""
+    versions other than the current one (but not the lock of a build under way). Returns what
+    it removed."""
     root, current = cache_dir(), source_digest()
     if not root.is_dir():
         return []
@@ -220,8 +221,7 @@ def prune(*, keep: int) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
     for path in notes:
         digest, _, kind = path.name.partition(".")
-        if digest == current or (kind == "building" and path.read_text().strip().isdigit()
-                                 and _alive(int(path.read_text().strip()))):
+        if digest == current or (kind == "building" and build_under_way(digest)):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)

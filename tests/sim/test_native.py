@@ -213,13 +213,16 @@ def test_a_build_prunes_old_builds_and_dead_staging_but_keeps_the_newest(
     (tmp_path / f"old1.tmp{os.getpid()}").mkdir()  # this process: a build under way
     current = native.source_digest()
     for name, text in [("old3.log", ""), ("old2.failed", "x"), ("old1.building", "999999999"),
-                       ("old0.building", str(os.getpid())), (f"{current}.log", ""), (f"{current}.failed", "x")]:
+                       ("old0.building", str(os.getpid())), (f"{current}.log", ""), (f"{current}.failed", "x"),
+                       ("new0.building", ""), ("new1.building", "")]:
         (tmp_path / name).write_text(text)
-    removed = native.prune(keep=3)
+    os.utime(tmp_path / "new1.building", (1000, 1000))  # taken long ago, never given a pid: stale
+    removed = native.prune(keep=3)  # new0's lock was taken a moment ago, its pid not yet written: kept
     assert sorted(path.name for path in removed) == [
-        "old1.building", "old1.tmp999999999", "old2.failed", "old3", "old3.log"]
+        "new1.building", "old1.building", "old1.tmp999999999", "old2.failed", "old3", "old3.log"]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        ["old2", "old1", current, f"old1.tmp{os.getpid()}", "old0.building", f"{current}.log", f"{current}.failed"])
+        ["old2", "old1", current, f"old1.tmp{os.getpid()}", "old0.building", "new0.building",
+         f"{current}.log", f"{current}.failed"])
 
 
 def test_the_scheduler_world_runs_on_the_compiled_build_with_the_same_story(
